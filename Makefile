@@ -1,0 +1,198 @@
+# civicmq - one Makefile for the core library, the Mosquitto plugin, tools and tests.
+#
+#   make            build everything into build/ (installs missing Debian packages first)
+#   make test       lint, unit tests (plain and ASan+UBSan), fuzz regression, integration tests
+#   make lint       clang-format check and banned-call grep
+#   make format     rewrite sources with clang-format
+#   make bench      benchmarks (see bench/README.md); results go to bench/RESULTS.md by hand
+#   make install    honours DESTDIR and PREFIX
+#   make demo       the end-to-end demo (see README.md)
+#
+# Variables: CC, CFLAGS, LDFLAGS (respected), BUILD (output dir), SAN=1 (sanitizer build),
+# WERROR=1 (warnings are errors; CI sets it), PREFIX, DESTDIR.
+
+.DEFAULT_GOAL := all
+.SUFFIXES:
+.DELETE_ON_ERROR:
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+LIBDIR ?= $(PREFIX)/lib/civicmq
+BINDIR ?= $(PREFIX)/bin
+SYSCONFDIR ?= /etc/civicmq
+DOCDIR ?= $(PREFIX)/share/doc/civicmq
+
+SAN ?= 0
+WERROR ?= 0
+ifeq ($(SAN),1)
+BUILD ?= build/san
+SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+CFLAGS ?= -O1 -g
+else
+BUILD ?= build
+SANFLAGS :=
+CFLAGS ?= -O2 -g
+endif
+
+CC ?= cc
+FUZZCC ?= clang
+
+WARN := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes \
+	-Wpointer-arith -Wvla -Wno-missing-field-initializers
+ifeq ($(WERROR),1)
+WARN += -Werror
+endif
+
+PKG_CFLAGS := $(shell pkg-config --cflags json-c libcrypto 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs json-c libcrypto 2>/dev/null)
+ifeq ($(PKG_LIBS),)
+PKG_LIBS := -ljson-c -lcrypto
+endif
+
+CMQ_CPPFLAGS := -Icore -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L $(PKG_CFLAGS)
+CMQ_CFLAGS := -std=c11 -fPIC -fvisibility=hidden $(WARN) $(SANFLAGS) -MMD -MP
+ALL_CFLAGS = $(CMQ_CPPFLAGS) $(CPPFLAGS) $(CMQ_CFLAGS) $(CFLAGS)
+ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
+
+CORE_SRC := $(sort $(wildcard core/*.c))
+PLUGIN_SRC := $(sort $(wildcard plugin/*.c))
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_HELPER_SRC := tests/unit/cmq_test.c
+ITEST_SRC := $(sort $(wildcard tests/integration/test_*.c))
+ITEST_HELPER_SRC := $(filter-out $(ITEST_SRC),$(sort $(wildcard tests/integration/*.c)))
+FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+BENCH_SRC := $(sort $(wildcard bench/*.c))
+
+CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
+PLUGIN_OBJ := $(PLUGIN_SRC:%.c=$(BUILD)/%.o)
+CORE_LIB := $(BUILD)/libcivicmq_core.a
+PLUGIN := $(BUILD)/civicmq_plugin.so
+TOOLS := $(BUILD)/civicmq-passwd
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%)
+ITEST_BIN := $(ITEST_SRC:tests/integration/%.c=$(BUILD)/tests/integration/%)
+ITEST_HELPER_OBJ := $(ITEST_HELPER_SRC:%.c=$(BUILD)/%.o)
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+
+DEPS_STAMP := $(BUILD)/.deps-ok
+
+.PHONY: all deps test unit unit-san integration fuzz fuzz-regress lint format install \
+	uninstall clean bench demo passwd
+
+all: $(DEPS_STAMP) $(CORE_LIB) $(PLUGIN) $(TOOLS)
+
+# Installs whatever Debian packages are missing (scripts/ensure-deps.sh), once per build dir.
+$(DEPS_STAMP): scripts/ensure-deps.sh
+	@mkdir -p $(@D)
+	@sh scripts/ensure-deps.sh
+	@touch $@
+deps: $(DEPS_STAMP)
+
+# Every object waits for the package check, so a fresh machine builds in one step.
+$(BUILD)/%.o: %.c | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(CORE_LIB): $(CORE_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@
+	$(AR) rcs $@ $^
+
+# Only the mosquitto_plugin_* entry points are exported (-fvisibility=hidden elsewhere).
+# Mosquitto's own symbols are resolved from the broker executable at load time.
+$(PLUGIN): $(PLUGIN_OBJ) $(CORE_LIB)
+	$(CC) -shared $(ALL_LDFLAGS) -o $@ $(PLUGIN_OBJ) $(CORE_LIB) $(PKG_LIBS)
+
+$(BUILD)/civicmq-passwd: $(BUILD)/tools/civicmq-passwd.o $(CORE_LIB)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+passwd: $(BUILD)/civicmq-passwd
+	@$(BUILD)/civicmq-passwd
+
+# ---- unit tests (CUnit, one binary per component) ----
+$(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(BUILD)/tests/unit/cmq_test.o $(CORE_LIB)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) -lcunit
+
+unit: $(UNIT_BIN) $(TOOLS)
+	@set -e; for t in $(UNIT_BIN); do \
+		echo "== $$t"; CMQ_TEST_DATA=tests/unit/data CMQ_BUILD=$(BUILD) $$t; done
+
+unit-san:
+	@$(MAKE) --no-print-directory SAN=1 unit
+
+# ---- integration tests (real mosquitto, real TLS, libmosquitto clients) ----
+$(BUILD)/tests/integration/%: $(BUILD)/tests/integration/%.o $(ITEST_HELPER_OBJ) $(CORE_LIB)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) -lmosquitto -lcunit
+
+integration: all $(ITEST_BIN)
+	@set -e; for t in $(ITEST_BIN); do \
+		echo "== $$t"; CMQ_BUILD=$(BUILD) CMQ_SRC=$(CURDIR) $$t; done
+
+# ---- fuzz targets (libFuzzer); `make test` replays the seed corpus, `make fuzz` explores ----
+FUZZ_SECONDS ?= 60
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(CORE_SRC) | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	$(FUZZCC) -g -O1 -fsanitize=fuzzer,address,undefined $(CMQ_CPPFLAGS) -o $@ $< $(CORE_SRC) \
+		$(PKG_LIBS)
+
+fuzz-regress: $(FUZZ_BIN)
+	@set -e; for f in $(FUZZ_BIN); do n=$$(basename $$f); \
+		echo "== $$f (seed corpus)"; $$f -runs=0 tests/fuzz/corpus/$$n >/dev/null 2>&1 || \
+		{ $$f -runs=0 tests/fuzz/corpus/$$n; exit 1; }; done
+
+fuzz: $(FUZZ_BIN)
+	@set -e; for f in $(FUZZ_BIN); do n=$$(basename $$f); mkdir -p $(BUILD)/fuzz/corpus-$$n; \
+		$$f -max_total_time=$(FUZZ_SECONDS) $(BUILD)/fuzz/corpus-$$n tests/fuzz/corpus/$$n; done
+
+# ---- benchmarks ----
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(ITEST_HELPER_OBJ) $(CORE_LIB)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) -lmosquitto
+
+bench: all $(BENCH_BIN)
+	@sh bench/run.sh $(BUILD)
+
+# ---- the test command of README.md ----
+test: lint
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory unit-san
+	@$(MAKE) --no-print-directory fuzz-regress
+	@$(MAKE) --no-print-directory integration
+	@echo "civicmq: all tests passed"
+
+demo: all
+	@sh scripts/demo.sh $(BUILD)
+
+# ---- style ----
+LINT_SRC = $(wildcard core/*.[ch] plugin/*.[ch] tools/*.[ch] tests/unit/*.[ch] \
+	tests/integration/*.[ch] tests/fuzz/*.c bench/*.c)
+BANNED := \b(sprintf|vsprintf|strcpy|strcat|strtok|atoi|atol|gets)[[:space:]]*\(
+
+lint: $(DEPS_STAMP)
+	@clang-format --dry-run --Werror $(LINT_SRC)
+	@if grep -nE '$(BANNED)' $(LINT_SRC); then \
+		echo "lint: banned call (use snprintf, memcpy with lengths, strtok_r, strtol)"; \
+		exit 1; fi
+	@echo "lint: ok"
+
+format:
+	clang-format -i $(LINT_SRC)
+
+# ---- install ----
+install: all
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR) $(DESTDIR)$(DOCDIR)
+	install -m 0644 $(PLUGIN) $(DESTDIR)$(LIBDIR)/civicmq_plugin.so
+	install -m 0755 $(TOOLS) $(DESTDIR)$(BINDIR)/
+	install -m 0644 config/*.json config/mosquitto.conf $(DESTDIR)$(SYSCONFDIR)/
+	install -m 0644 README.md config/README.md $(DESTDIR)$(DOCDIR)/
+	install -m 0755 certs/civicmq-pki $(DESTDIR)$(BINDIR)/civicmq-pki
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/civicmq_plugin.so $(DESTDIR)$(BINDIR)/civicmq-passwd \
+		$(DESTDIR)$(BINDIR)/civicmq-pki
+
+clean:
+	rm -rf build
+
+-include $(CORE_OBJ:.o=.d) $(PLUGIN_OBJ:.o=.d) $(UNIT_BIN:=.d) $(ITEST_BIN:=.d) \
+	$(ITEST_HELPER_OBJ:.o=.d) $(BENCH_BIN:=.d) $(BUILD)/tests/unit/cmq_test.d \
+	$(BUILD)/tools/civicmq-passwd.d
