@@ -34,7 +34,7 @@ void *cmq_calloc(size_t nmemb, size_t size)
 		return NULL;
 	p = cmq_malloc(nmemb * size);
 	if (p != NULL)
-		memset(p, 0, nmemb * size ? nmemb * size : 1);
+		memset(p, 0, (nmemb * size) != 0 ? nmemb * size : 1);
 	return p;
 }
 

@@ -1,0 +1,170 @@
+/*
+ * acl.c - access decisions (see acl.h for the order of checks).
+ */
+#include "acl.h"
+
+#include <string.h>
+
+static const char *const access_names[] = {"read", "write", "subscribe", "unsubscribe"};
+
+const char *cmq_access_name(enum cmq_access a)
+{
+	return (unsigned)a <= CMQ_ACCESS_UNSUBSCRIBE ? access_names[a] : "?";
+}
+
+static enum cmq_decision deny(struct cmq_acl_result *out, enum cmq_reason r)
+{
+	out->reason = r;
+	return CMQ_DENY;
+}
+
+static enum cmq_decision allow(struct cmq_acl_result *out)
+{
+	out->reason = CMQ_REASON_OK;
+	return CMQ_ALLOW;
+}
+
+static bool first_level_is(const char *topic, size_t len, const char *word, size_t wlen)
+{
+	return len >= wlen && memcmp(topic, word, wlen) == 0 && (len == wlen || topic[wlen] == '/');
+}
+
+/* Step 5 for a device: the topic rule and everything it implies. */
+static enum cmq_decision device_raw_write(const struct cmq_policy *p,
+					  const struct cmq_acl_request *req, const char *topic,
+					  size_t len, struct cmq_acl_result *out)
+{
+	const struct cmq_vendor *v = out->who.vendor;
+	const struct cmq_rule *r;
+	const char *last;
+	uint32_t idx;
+	size_t ulen;
+
+	if (!cmq_trie_match(p->rule_trie, topic, len, NULL, &idx))
+		return deny(out, CMQ_REASON_NO_RULE);
+	r = &p->rules[idx];
+	out->rule = r;
+	last = topic + len;
+	while (last > topic && last[-1] != '/')
+		last--;
+	ulen = strlen(req->username);
+	if ((size_t)(topic + len - last) != ulen || memcmp(last, req->username, ulen) != 0)
+		return deny(out, CMQ_REASON_NOT_OWN_DEVICE);
+	if ((v->categories & ((uint64_t)1 << r->category)) == 0)
+		return deny(out, CMQ_REASON_CATEGORY_NOT_PERMITTED);
+	if (v->tier == CMQ_TIER_RESTRICTED && r->cls != CMQ_CLASS_PUBLIC)
+		return deny(out, CMQ_REASON_TIER_RESTRICTED);
+	if (req->retain && r->cls != CMQ_CLASS_PUBLIC)
+		return deny(out, CMQ_REASON_RETAIN_PERSONAL);
+	if (req->payloadlen > r->max_payload)
+		return deny(out, CMQ_REASON_PAYLOAD_TOO_LARGE);
+	return allow(out);
+}
+
+enum cmq_decision cmq_acl_check(const struct cmq_policy *p, const struct cmq_acl_request *req,
+				struct cmq_acl_result *out)
+{
+	const char *topic = req->topic, *why = NULL;
+	size_t len;
+	enum cmq_op op;
+	struct cmq_subst subst;
+	const struct cmq_role *role;
+	uint32_t unused;
+
+	memset(out, 0, sizeof(*out));
+	out->reason = CMQ_REASON_INTERNAL;
+	if (p == NULL)
+		return deny(out, CMQ_REASON_NO_POLICY);
+	if (req->access == CMQ_ACCESS_UNSUBSCRIBE)
+		return allow(out);
+	if (req->username == NULL ||
+	    cmq_principal_resolve(p, req->username, strlen(req->username), &out->who) !=
+		    CMQ_REASON_OK)
+		return deny(out, CMQ_REASON_NO_IDENTITY);
+	if (topic == NULL)
+		return deny(out, CMQ_REASON_BAD_TOPIC);
+	len = strlen(topic);
+	if (req->access == CMQ_ACCESS_SUBSCRIBE) {
+		(void)cmq_filter_strip_share(topic, len, &topic, &len);
+		if (!cmq_filter_check(topic, len, &why))
+			return deny(out, CMQ_REASON_BAD_TOPIC);
+	}
+	if (len == 0)
+		return deny(out, CMQ_REASON_BAD_TOPIC);
+	if (topic[0] == '$')
+		return deny(out, CMQ_REASON_RESERVED_TOPIC);
+
+	role = out->who.role;
+	if (out->who.kind == CMQ_PRINCIPAL_DEVICE) {
+		if (out->who.vendor->tier == CMQ_TIER_BLOCKED)
+			return deny(out, CMQ_REASON_VENDOR_BLOCKED);
+		if (out->who.vendor->tier == CMQ_TIER_RESTRICTED &&
+		    req->access != CMQ_ACCESS_WRITE)
+			return deny(out, CMQ_REASON_RESTRICTED_NO_SUBSCRIBE);
+	}
+
+	if (first_level_is(topic, len, "raw", 3)) {
+		if (req->access == CMQ_ACCESS_WRITE) {
+			uint32_t idx;
+
+			if (out->who.kind == CMQ_PRINCIPAL_DEVICE)
+				return device_raw_write(p, req, topic, len, out);
+			if (role->kind != CMQ_ROLE_BRIDGE)
+				return deny(out, CMQ_REASON_RAW_WRITE_FORBIDDEN);
+			if (!cmq_trie_match(p->rule_trie, topic, len, NULL, &idx))
+				return deny(out, CMQ_REASON_NO_RULE);
+			out->rule = &p->rules[idx];
+			if (req->payloadlen > out->rule->max_payload)
+				return deny(out, CMQ_REASON_PAYLOAD_TOO_LARGE);
+			return allow(out);
+		}
+		if (role->kind != CMQ_ROLE_GATEWAY)
+			return deny(out, CMQ_REASON_RAW_READ_FORBIDDEN);
+	} else if (req->access == CMQ_ACCESS_WRITE && role->kind != CMQ_ROLE_GATEWAY &&
+		   first_level_is(topic, len, "city", 4)) {
+		return deny(out, CMQ_REASON_CITY_WRITE_FORBIDDEN);
+	}
+
+	if (req->access == CMQ_ACCESS_WRITE && req->payloadlen > p->max_payload)
+		return deny(out, CMQ_REASON_PAYLOAD_TOO_LARGE);
+
+	op = req->access == CMQ_ACCESS_WRITE	     ? CMQ_OP_PUBLISH
+	     : req->access == CMQ_ACCESS_SUBSCRIBE ? CMQ_OP_SUBSCRIBE
+						   : CMQ_OP_READ;
+	subst.username = req->username;
+	subst.username_len = strlen(req->username);
+	subst.client_id = req->client_id ? req->client_id : "";
+	subst.client_id_len = req->client_id ? strlen(req->client_id) : 0;
+	subst.vendor = out->who.vendor ? out->who.vendor->id : "";
+	subst.vendor_len = out->who.vendor ? strlen(out->who.vendor->id) : 0;
+	if (op == CMQ_OP_SUBSCRIBE) {
+		if (role->deny[op] && cmq_trie_covers(role->deny[op], topic, len, &subst, NULL))
+			return deny(out, CMQ_REASON_EXPLICIT_DENY);
+		if (role->allow[op] && cmq_trie_covers(role->allow[op], topic, len, &subst, NULL))
+			return allow(out);
+		return deny(out, CMQ_REASON_NO_GRANT);
+	}
+	if (role->deny[op] && cmq_trie_match(role->deny[op], topic, len, &subst, &unused))
+		return deny(out, CMQ_REASON_EXPLICIT_DENY);
+	if (role->allow[op] && cmq_trie_match(role->allow[op], topic, len, &subst, &unused))
+		return allow(out);
+	return deny(out, CMQ_REASON_NO_GRANT);
+}
+
+bool cmq_provenance_for(const struct cmq_policy *p, const char *username, const char *topic,
+			struct cmq_provenance *out)
+{
+	struct cmq_principal who;
+
+	memset(out, 0, sizeof(*out));
+	if (p == NULL || username == NULL || topic == NULL ||
+	    !first_level_is(topic, strlen(topic), "raw", 3) ||
+	    cmq_principal_resolve(p, username, strlen(username), &who) != CMQ_REASON_OK ||
+	    who.kind != CMQ_PRINCIPAL_DEVICE)
+		return false;
+	out->vendor = who.vendor->id;
+	out->device = username;
+	out->tier = cmq_tier_name(who.vendor->tier);
+	out->policy = p->stamp;
+	return true;
+}

@@ -1,0 +1,558 @@
+/*
+ * jsonutil.c - see jsonutil.h.
+ */
+#include "jsonutil.h"
+
+#include "alloc.h"
+#include "error.h"
+#include "topic.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_KEYS_PER_OBJECT 4096
+
+static void line_col(const char *text, size_t off, unsigned *line, unsigned *col)
+{
+	*line = 1;
+	*col = 1;
+	for (size_t i = 0; i < off; i++) {
+		if (text[i] == '\n') {
+			(*line)++;
+			*col = 1;
+		} else {
+			(*col)++;
+		}
+	}
+}
+
+struct key_span {
+	const char *s;
+	size_t len;
+};
+
+struct scan_frame {
+	bool is_object;
+	bool expect_key;
+	struct key_span *keys;
+	size_t n, cap;
+};
+
+/*
+ * Walk already-validated JSON text and report the first duplicate key of any
+ * object. Keys are compared as written (escapes are not decoded), which is
+ * what json-c would have collapsed in all but contrived cases.
+ */
+static int scan_duplicate_keys(const char *text, size_t len, const char *display,
+			       struct cmq_diag *diag)
+{
+	struct scan_frame frames[CMQ_JSON_MAX_DEPTH + 2];
+	int depth = -1, rc = CMQ_OK;
+	unsigned line, col;
+
+	memset(frames, 0, sizeof(frames));
+	for (size_t i = 0; i < len && rc == CMQ_OK; i++) {
+		char ch = text[i];
+
+		if (ch == '{' || ch == '[') {
+			if (depth + 1 >= (int)(sizeof(frames) / sizeof(frames[0]))) {
+				rc = CMQ_ERR_PARSE;
+				break;
+			}
+			depth++;
+			frames[depth].is_object = ch == '{';
+			frames[depth].expect_key = ch == '{';
+			frames[depth].n = 0;
+		} else if (ch == '}' || ch == ']') {
+			if (depth >= 0)
+				depth--;
+		} else if (ch == ',') {
+			if (depth >= 0 && frames[depth].is_object)
+				frames[depth].expect_key = true;
+		} else if (ch == '"') {
+			size_t start = ++i;
+
+			while (i < len && text[i] != '"') {
+				if (text[i] == '\\')
+					i++;
+				i++;
+			}
+			if (depth < 0 || !frames[depth].is_object || !frames[depth].expect_key)
+				continue;
+			struct scan_frame *f = &frames[depth];
+			struct key_span k = {text + start, i - start};
+
+			f->expect_key = false;
+			for (size_t j = 0; j < f->n; j++) {
+				if (f->keys[j].len == k.len && memcmp(f->keys[j].s, k.s, k.len) == 0) {
+					char q[128];
+
+					line_col(text, start - 1, &line, &col);
+					cmq_diag_add(diag, CMQ_DIAG_ERROR, display, NULL,
+						     "%u:%u: duplicate key %s in the same object; "
+						     "each key may appear once",
+						     line, col, cmq_diag_quote(k.s, k.len, q, sizeof(q)));
+					rc = CMQ_ERR_PARSE;
+					break;
+				}
+			}
+			if (rc != CMQ_OK)
+				break;
+			if (f->n == f->cap) {
+				size_t ncap = f->cap ? f->cap * 2 : 16;
+				struct key_span *nk;
+
+				if (ncap > MAX_KEYS_PER_OBJECT) {
+					line_col(text, start - 1, &line, &col);
+					cmq_diag_add(diag, CMQ_DIAG_ERROR, display, NULL,
+						     "%u:%u: object has more than %d keys", line, col,
+						     MAX_KEYS_PER_OBJECT);
+					rc = CMQ_ERR_TOO_BIG;
+					break;
+				}
+				nk = cmq_reallocarray(f->keys, ncap, sizeof(*nk));
+				if (nk == NULL) {
+					rc = CMQ_ERR_NOMEM;
+					break;
+				}
+				f->keys = nk;
+				f->cap = ncap;
+			}
+			f->keys[f->n++] = k;
+		}
+	}
+	for (size_t d = 0; d < sizeof(frames) / sizeof(frames[0]); d++)
+		cmq_free(frames[d].keys);
+	return rc;
+}
+
+int cmq_json_parse(const char *text, size_t len, const char *display, struct cmq_diag *diag,
+		   struct json_object **out)
+{
+	struct json_tokener *tok;
+	struct json_object *root;
+	enum json_tokener_error jerr;
+	size_t end;
+	unsigned line, col;
+	int rc;
+
+	*out = NULL;
+	if (len > INT_MAX) {
+		cmq_diag_add(diag, CMQ_DIAG_ERROR, display, NULL, "document is too large");
+		return CMQ_ERR_TOO_BIG;
+	}
+	if (memchr(text, '\0', len) != NULL) {
+		line_col(text, (size_t)((const char *)memchr(text, '\0', len) - text), &line, &col);
+		cmq_diag_add(diag, CMQ_DIAG_ERROR, display, NULL,
+			     "%u:%u: malformed JSON: NUL byte in the file", line, col);
+		return CMQ_ERR_PARSE;
+	}
+	tok = json_tokener_new_ex(CMQ_JSON_MAX_DEPTH);
+	if (tok == NULL)
+		return CMQ_ERR_NOMEM;
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+	root = json_tokener_parse_ex(tok, text, (int)len);
+	jerr = json_tokener_get_error(tok);
+	end = json_tokener_get_parse_end(tok);
+	if (root == NULL || jerr != json_tokener_success) {
+		const char *desc = jerr == json_tokener_continue ? "unexpected end of document"
+								 : json_tokener_error_desc(jerr);
+
+		line_col(text, end < len ? end : len, &line, &col);
+		cmq_diag_add(diag, CMQ_DIAG_ERROR, display, NULL,
+			     "%u:%u: malformed JSON: %s (JSON must be strict: double-quoted keys, "
+			     "no comments, no trailing commas, valid UTF-8, nesting depth <= %d)",
+			     line, col, desc, CMQ_JSON_MAX_DEPTH);
+		json_object_put(root);
+		json_tokener_free(tok);
+		return CMQ_ERR_PARSE;
+	}
+	json_tokener_free(tok);
+	for (size_t i = end; i < len; i++) {
+		if (text[i] != ' ' && text[i] != '\n' && text[i] != '\r' && text[i] != '\t') {
+			line_col(text, i, &line, &col);
+			cmq_diag_add(diag, CMQ_DIAG_ERROR, display, NULL,
+				     "%u:%u: malformed JSON: unexpected text after the document",
+				     line, col);
+			json_object_put(root);
+			return CMQ_ERR_PARSE;
+		}
+	}
+	rc = scan_duplicate_keys(text, len, display, diag);
+	if (rc != CMQ_OK) {
+		json_object_put(root);
+		return rc;
+	}
+	*out = root;
+	return CMQ_OK;
+}
+
+int cmq_json_load_file(const char *path, const char *display, size_t max_bytes,
+		       struct cmq_diag *diag, struct json_object **out, uint8_t sha256[32])
+{
+	struct stat st;
+	char *buf = NULL;
+	size_t got = 0;
+	int fd, rc;
+
+	*out = NULL;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		cmq_diag_add(diag, CMQ_DIAG_ERROR, display, NULL, "cannot open: %s", strerror(errno));
+		return CMQ_ERR_IO;
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		cmq_diag_add(diag, CMQ_DIAG_ERROR, display, NULL, "not a regular file");
+		close(fd);
+		return CMQ_ERR_IO;
+	}
+	if ((uint64_t)st.st_size > max_bytes) {
+		cmq_diag_add(diag, CMQ_DIAG_ERROR, display, NULL,
+			     "file is %" PRIu64 " bytes; the limit is %zu bytes", (uint64_t)st.st_size,
+			     max_bytes);
+		close(fd);
+		return CMQ_ERR_TOO_BIG;
+	}
+	buf = cmq_malloc((size_t)st.st_size + 1);
+	if (buf == NULL) {
+		close(fd);
+		return CMQ_ERR_NOMEM;
+	}
+	while (got < (size_t)st.st_size) {
+		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			cmq_diag_add(diag, CMQ_DIAG_ERROR, display, NULL, "read failed: %s",
+				     n < 0 ? strerror(errno) : "file shrank while reading");
+			close(fd);
+			cmq_free(buf);
+			return CMQ_ERR_IO;
+		}
+		got += (size_t)n;
+	}
+	close(fd);
+	buf[got] = '\0';
+	if (sha256 != NULL)
+		SHA256((const unsigned char *)buf, got, sha256);
+	rc = cmq_json_parse(buf, got, display, diag, out);
+	cmq_free(buf);
+	return rc;
+}
+
+void cmq_jctx_init(struct cmq_jctx *c, const char *file, struct cmq_diag *diag)
+{
+	c->file = file;
+	c->diag = diag;
+	c->path[0] = '$';
+	c->path[1] = '\0';
+	c->path_len = 1;
+}
+
+/* Append text (already formatted) to the path; keeps it readable when truncated. */
+static size_t path_append(struct cmq_jctx *c, const char *text)
+{
+	size_t old = c->path_len, n = strlen(text);
+
+	if (n >= sizeof(c->path) - old) {
+		c->path_len = sizeof(c->path) - 1;
+		c->path[c->path_len] = '\0';
+		memcpy(c->path + c->path_len - 3, "...", 3);
+	} else {
+		memcpy(c->path + old, text, n + 1);
+		c->path_len = old + n;
+	}
+	return old;
+}
+
+static bool identifier_like(const char *key)
+{
+	if (key[0] == '\0')
+		return false;
+	for (const char *p = key; *p; p++) {
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '_' || *p == '-'))
+			return false;
+	}
+	return true;
+}
+
+size_t cmq_jpath_push_key(struct cmq_jctx *c, const char *key)
+{
+	char q[128], text[160];
+
+	if (identifier_like(key))
+		snprintf(text, sizeof(text), ".%s", key);
+	else
+		snprintf(text, sizeof(text), "[%s]", cmq_diag_quote(key, strlen(key), q, sizeof(q)));
+	return path_append(c, text);
+}
+
+size_t cmq_jpath_push_index(struct cmq_jctx *c, size_t i)
+{
+	char text[32];
+
+	snprintf(text, sizeof(text), "[%zu]", i);
+	return path_append(c, text);
+}
+
+void cmq_jpath_pop(struct cmq_jctx *c, size_t old_len)
+{
+	if (old_len < sizeof(c->path)) {
+		c->path_len = old_len;
+		c->path[old_len] = '\0';
+	}
+}
+
+void cmq_jerr(struct cmq_jctx *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	cmq_diag_vadd(c->diag, CMQ_DIAG_ERROR, c->file, c->path, fmt, ap);
+	va_end(ap);
+}
+
+void cmq_jwarn(struct cmq_jctx *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	cmq_diag_vadd(c->diag, CMQ_DIAG_WARNING, c->file, c->path, fmt, ap);
+	va_end(ap);
+}
+
+const char *cmq_jdescribe(struct json_object *v, char *buf, size_t buflen)
+{
+	char q[128];
+
+	switch (json_object_get_type(v)) {
+	case json_type_null:
+		snprintf(buf, buflen, "null");
+		break;
+	case json_type_boolean:
+		snprintf(buf, buflen, "%s", json_object_get_boolean(v) ? "true" : "false");
+		break;
+	case json_type_int:
+	case json_type_double:
+		snprintf(buf, buflen, "number %s", json_object_to_json_string(v));
+		break;
+	case json_type_string:
+		snprintf(buf, buflen, "string %s",
+			 cmq_diag_quote(json_object_get_string(v),
+					(size_t)json_object_get_string_len(v), q, sizeof(q)));
+		break;
+	case json_type_array:
+		snprintf(buf, buflen, "an array");
+		break;
+	case json_type_object:
+		snprintf(buf, buflen, "an object");
+		break;
+	}
+	return buf;
+}
+
+struct json_object *cmq_jget(struct cmq_jctx *c, struct json_object *obj, const char *key,
+			     bool required)
+{
+	struct json_object *v = NULL;
+
+	if (obj != NULL && json_object_object_get_ex(obj, key, &v))
+		return v;
+	if (required) {
+		size_t old = cmq_jpath_push_key(c, key);
+
+		cmq_jerr(c, "missing required field");
+		cmq_jpath_pop(c, old);
+	}
+	return NULL;
+}
+
+const char *cmq_jas_string(struct cmq_jctx *c, struct json_object *v, size_t max_len)
+{
+	char d[160];
+	const char *s;
+	size_t len;
+
+	if (max_len == 0)
+		max_len = CMQ_JSON_STRING_MAX;
+	if (!json_object_is_type(v, json_type_string)) {
+		cmq_jerr(c, "expected a string, got %s", cmq_jdescribe(v, d, sizeof(d)));
+		return NULL;
+	}
+	s = json_object_get_string(v);
+	len = (size_t)json_object_get_string_len(v);
+	if (strlen(s) != len) {
+		cmq_jerr(c, "string contains a NUL character");
+		return NULL;
+	}
+	if (!cmq_utf8_valid(s, len)) {
+		cmq_jerr(c, "string is not valid UTF-8");
+		return NULL;
+	}
+	if (len > max_len) {
+		cmq_jerr(c, "string is %zu bytes long; at most %zu allowed", len, max_len);
+		return NULL;
+	}
+	return s;
+}
+
+bool cmq_jstring(struct cmq_jctx *c, struct json_object *obj, const char *key, bool required,
+		 size_t max_len, const char **out)
+{
+	struct json_object *v = cmq_jget(c, obj, key, required);
+	const char *s;
+	size_t old;
+
+	if (v == NULL)
+		return !required;
+	old = cmq_jpath_push_key(c, key);
+	s = cmq_jas_string(c, v, max_len);
+	cmq_jpath_pop(c, old);
+	if (s == NULL)
+		return false;
+	*out = s;
+	return true;
+}
+
+bool cmq_jbool(struct cmq_jctx *c, struct json_object *obj, const char *key, bool required,
+	       bool *out)
+{
+	struct json_object *v = cmq_jget(c, obj, key, required);
+	char d[160];
+	size_t old;
+
+	if (v == NULL)
+		return !required;
+	if (!json_object_is_type(v, json_type_boolean)) {
+		old = cmq_jpath_push_key(c, key);
+		cmq_jerr(c, "expected true or false, got %s", cmq_jdescribe(v, d, sizeof(d)));
+		cmq_jpath_pop(c, old);
+		return false;
+	}
+	*out = json_object_get_boolean(v);
+	return true;
+}
+
+bool cmq_juint(struct cmq_jctx *c, struct json_object *obj, const char *key, bool required,
+	       uint64_t min, uint64_t max, uint64_t *out)
+{
+	struct json_object *v = cmq_jget(c, obj, key, required);
+	char d[160];
+	size_t old;
+	int64_t n;
+
+	if (v == NULL)
+		return !required;
+	old = cmq_jpath_push_key(c, key);
+	if (!json_object_is_type(v, json_type_int)) {
+		cmq_jerr(c, "expected a whole number between %" PRIu64 " and %" PRIu64 ", got %s",
+			 min, max, cmq_jdescribe(v, d, sizeof(d)));
+		cmq_jpath_pop(c, old);
+		return false;
+	}
+	errno = 0;
+	n = json_object_get_int64(v);
+	if (errno != 0 || n < 0 || (uint64_t)n < min || (uint64_t)n > max) {
+		cmq_jerr(c, "%s is out of range; valid: %" PRIu64 " to %" PRIu64,
+			 json_object_to_json_string(v), min, max);
+		cmq_jpath_pop(c, old);
+		return false;
+	}
+	cmq_jpath_pop(c, old);
+	*out = (uint64_t)n;
+	return true;
+}
+
+static struct json_object *typed_member(struct cmq_jctx *c, struct json_object *obj,
+					const char *key, bool required, enum json_type t,
+					const char *what)
+{
+	struct json_object *v = cmq_jget(c, obj, key, required);
+	char d[160];
+	size_t old;
+
+	if (v == NULL)
+		return NULL;
+	if (!json_object_is_type(v, t)) {
+		old = cmq_jpath_push_key(c, key);
+		cmq_jerr(c, "expected %s, got %s", what, cmq_jdescribe(v, d, sizeof(d)));
+		cmq_jpath_pop(c, old);
+		return NULL;
+	}
+	return v;
+}
+
+struct json_object *cmq_jarray(struct cmq_jctx *c, struct json_object *obj, const char *key,
+			       bool required)
+{
+	return typed_member(c, obj, key, required, json_type_array, "an array");
+}
+
+struct json_object *cmq_jobject(struct cmq_jctx *c, struct json_object *obj, const char *key,
+				bool required)
+{
+	return typed_member(c, obj, key, required, json_type_object, "an object");
+}
+
+void cmq_jcheck_keys(struct cmq_jctx *c, struct json_object *obj, const char *const *known)
+{
+	char list[512], q[128];
+
+	json_object_object_foreach(obj, key, val)
+	{
+		bool found = false;
+		size_t off = 0;
+
+		(void)val;
+		for (const char *const *k = known; *k != NULL; k++) {
+			if (strcmp(*k, key) == 0) {
+				found = true;
+				break;
+			}
+		}
+		if (found)
+			continue;
+		list[0] = '\0';
+		for (const char *const *k = known; *k != NULL && off < sizeof(list); k++) {
+			int n = snprintf(list + off, sizeof(list) - off, "%s%s",
+					 k == known ? "" : ", ", *k);
+
+			if (n < 0)
+				break;
+			off += (size_t)n;
+		}
+		cmq_jwarn(c, "unknown key %s ignored; known keys: %s",
+			  cmq_diag_quote(key, strlen(key), q, sizeof(q)), list);
+	}
+}
+
+int cmq_jenum(struct cmq_jctx *c, const char *s, const char *what, const char *const *names)
+{
+	char list[512], q[128];
+	size_t off = 0;
+
+	for (int i = 0; names[i] != NULL; i++) {
+		if (strcmp(names[i], s) == 0)
+			return i;
+	}
+	list[0] = '\0';
+	for (int i = 0; names[i] != NULL && off < sizeof(list); i++) {
+		int n = snprintf(list + off, sizeof(list) - off, "%s%s", i ? ", " : "", names[i]);
+
+		if (n < 0)
+			break;
+		off += (size_t)n;
+	}
+	cmq_jerr(c, "%s is not a %s; valid: %s", cmq_diag_quote(s, strlen(s), q, sizeof(q)), what,
+		 list);
+	return -1;
+}

@@ -1,0 +1,109 @@
+/*
+ * jsonutil.h - reading configuration JSON with precise diagnostics.
+ *
+ * cmq_json_load_file() reads a file (size-capped), parses it with json-c at a
+ * bounded depth, rejects duplicate object keys (json-c silently keeps the last
+ * one, which would let a second "tier" hide the first), and hashes the bytes
+ * (SHA-256) so a policy can be identified by content.
+ *
+ * The cmq_j*() getters read one member of an object, check its type and
+ * range, and on failure add a diagnostic naming the file, the JSON path
+ * ("$.vendors[2].tier"), the bad value and what is valid. A struct cmq_jctx
+ * carries the file name, the diagnostics and the current path; push/pop keep
+ * the path in step with the walk.
+ *
+ * Memory: the json-c tree belongs to the caller (json_object_put); strings the
+ * getters return are borrowed from it. Thread: not thread-safe.
+ */
+#ifndef CMQ_JSONUTIL_H
+#define CMQ_JSONUTIL_H
+
+#include "diag.h"
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CMQ_JSON_MAX_DEPTH 32
+#define CMQ_JPATH_MAX 256
+
+struct cmq_jctx {
+	const char *file;       /* name used in messages */
+	struct cmq_diag *diag;  /* where problems go */
+	char path[CMQ_JPATH_MAX];
+	size_t path_len;
+};
+
+/*
+ * Read and parse path (reported as display). On success *out is the root
+ * (caller frees with json_object_put) and sha256 (if non-NULL) the file's hash.
+ * Returns CMQ_OK, CMQ_ERR_IO (cannot read; diagnostic with strerror),
+ * CMQ_ERR_TOO_BIG (over max_bytes), CMQ_ERR_PARSE (malformed JSON, with
+ * line:column, or a duplicate key) or CMQ_ERR_NOMEM. *out is NULL on failure.
+ */
+int cmq_json_load_file(const char *path, const char *display, size_t max_bytes,
+		       struct cmq_diag *diag, struct json_object **out, uint8_t sha256[32]);
+
+/* Same for an in-memory document (used by fuzzers and the control API). */
+int cmq_json_parse(const char *text, size_t len, const char *display, struct cmq_diag *diag,
+		   struct json_object **out);
+
+/* Start a context at "$". */
+void cmq_jctx_init(struct cmq_jctx *c, const char *file, struct cmq_diag *diag);
+/* Append ".key" (or "[\"key\"]" when key is not identifier-like); returns the old length. */
+size_t cmq_jpath_push_key(struct cmq_jctx *c, const char *key);
+/* Append "[i]"; returns the old length. */
+size_t cmq_jpath_push_index(struct cmq_jctx *c, size_t i);
+/* Restore the length returned by a push. */
+void cmq_jpath_pop(struct cmq_jctx *c, size_t old_len);
+
+/* Diagnostics at the current path. */
+void cmq_jerr(struct cmq_jctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void cmq_jwarn(struct cmq_jctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Short description of a value for messages: "number 42", "string \"x\"", "an array". */
+const char *cmq_jdescribe(struct json_object *v, char *buf, size_t buflen);
+
+/*
+ * Member key of obj. If absent: NULL, plus an error "missing required field"
+ * when required. obj must be an object (checked by the caller).
+ */
+struct json_object *cmq_jget(struct cmq_jctx *c, struct json_object *obj, const char *key,
+			     bool required);
+
+/*
+ * Typed getters. Each returns true if the member is absent-and-optional (out
+ * untouched) or present and valid (out set); false after adding an error.
+ * Strings must be valid UTF-8 without NUL and at most max_len bytes
+ * (0 = CMQ_JSON_STRING_MAX).
+ */
+#define CMQ_JSON_STRING_MAX 4096
+bool cmq_jstring(struct cmq_jctx *c, struct json_object *obj, const char *key, bool required,
+		 size_t max_len, const char **out);
+bool cmq_jbool(struct cmq_jctx *c, struct json_object *obj, const char *key, bool required,
+	       bool *out);
+bool cmq_juint(struct cmq_jctx *c, struct json_object *obj, const char *key, bool required,
+	       uint64_t min, uint64_t max, uint64_t *out);
+/* Member that must be an array / an object; NULL if absent-optional or wrong (error added). */
+struct json_object *cmq_jarray(struct cmq_jctx *c, struct json_object *obj, const char *key,
+			       bool required);
+struct json_object *cmq_jobject(struct cmq_jctx *c, struct json_object *obj, const char *key,
+				bool required);
+
+/*
+ * Check a value is a string (valid UTF-8, no NUL, <= max_len); adds an error
+ * at the current path otherwise. Returns the string or NULL.
+ */
+const char *cmq_jas_string(struct cmq_jctx *c, struct json_object *v, size_t max_len);
+
+/* Warn about members of obj not in the NULL-terminated known list. */
+void cmq_jcheck_keys(struct cmq_jctx *c, struct json_object *obj, const char *const *known);
+
+/*
+ * Match s against a NULL-terminated list of names; returns the index or -1
+ * after adding an error "<quoted s> is not a <what>; valid: a, b, c".
+ */
+int cmq_jenum(struct cmq_jctx *c, const char *s, const char *what, const char *const *names);
+
+#endif

@@ -1,0 +1,33 @@
+/*
+ * policy_internal.h - shared between the policy loader's files (policy.c,
+ * policy_rules.c, policy_principals.c); not part of the core's API.
+ */
+#ifndef CMQ_POLICY_INTERNAL_H
+#define CMQ_POLICY_INTERNAL_H
+
+#include "jsonutil.h"
+#include "policy.h"
+
+struct cmq_load {
+	struct cmq_policy *p;
+	struct cmq_diag *diag;
+	bool nomem; /* an allocation failed: the load fails with CMQ_ERR_NOMEM */
+};
+
+/* Copy s into policy-owned memory; records nomem on failure. */
+char *cmq_load_strdup(struct cmq_load *l, const char *s);
+
+/* Validate an id (rule, role, category, profile, vendor): 1..64 of [A-Za-z0-9._-]. */
+bool cmq_load_check_id(struct cmq_jctx *c, const char *s, const char *what);
+
+/* policy.json: version, categories, profiles, rules, roles, limits. */
+void cmq_load_policy_json(struct cmq_load *l, const char *file, struct json_object *root);
+/* vendors.json (needs categories). */
+void cmq_load_vendors_json(struct cmq_load *l, const char *file, struct json_object *root);
+/* operators.json (needs roles and vendors). */
+void cmq_load_operators_json(struct cmq_load *l, const char *file, struct json_object *root);
+
+/* The JSON name of a file path for messages: its basename. */
+const char *cmq_load_display(const char *path);
+
+#endif

@@ -1,0 +1,77 @@
+/*
+ * plugin.h - state and glue shared by the civicmq Mosquitto plugin's files.
+ *
+ * The plugin is a thin adapter: it turns broker events into core decisions
+ * (core/trust.h, core/acl.h) and decisions back into broker return codes, in
+ * exactly one place (cmq_plugin_rc). All state lives in one struct
+ * cmq_plugin, passed to every callback as user data; nothing is global.
+ *
+ * Everything here runs on the broker's single main thread.
+ */
+#ifndef CMQ_PLUGIN_H
+#define CMQ_PLUGIN_H
+
+#include "decision.h"
+#include "policy.h"
+#include "session.h"
+
+#include <mosquitto.h>
+#include <mosquitto_broker.h>
+#include <mosquitto_plugin.h>
+#include <mqtt_protocol.h>
+#include <stdbool.h>
+#include <time.h>
+
+/* Plugin options (plugin_opt_<name> in mosquitto.conf), declared once in plugin.c. */
+enum cmq_opt_type { CMQ_OPT_PATH, CMQ_OPT_BOOL, CMQ_OPT_UINT };
+
+struct cmq_option {
+	const char *name;
+	enum cmq_opt_type type;
+	size_t offset;             /* of the field in struct cmq_plugin */
+	const char *default_value; /* NULL = required */
+	unsigned long min, max;    /* for CMQ_OPT_UINT */
+	const char *help;
+};
+
+/* A simple per-second budget so hostile clients cannot flood the broker log. */
+struct cmq_log_budget {
+	time_t window;
+	unsigned used;
+	unsigned long suppressed;
+};
+
+struct cmq_plugin {
+	mosquitto_plugin_id_t *id;
+	struct cmq_policy *policy; /* never NULL after a successful init */
+	char *policy_path;
+	char *vendors_path;
+	char *operators_path;
+	char *ca_file;
+	bool log_denials;
+	unsigned deny_log_rate;
+	struct cmq_log_budget deny_budget;
+	struct cmq_log_budget connect_budget;
+	struct cmq_sessions sessions;
+};
+
+/* The one mapping from a decision to a broker return code. */
+int cmq_plugin_rc(enum cmq_decision d, int deny_rc);
+
+/* Logging with the "civicmq: " prefix; budgeted variants return silently when over. */
+void cmq_plugin_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+bool cmq_plugin_log_budget(struct cmq_plugin *pl, struct cmq_log_budget *b);
+
+/* Callbacks (plugin_auth.c, plugin_acl.c). */
+int cmq_plugin_on_basic_auth(int event, void *event_data, void *userdata);
+int cmq_plugin_on_disconnect(int event, void *event_data, void *userdata);
+int cmq_plugin_on_acl_check(int event, void *event_data, void *userdata);
+int cmq_plugin_on_message(int event, void *event_data, void *userdata);
+
+/* Load the policy files; returns the new policy or NULL after logging every problem. */
+struct cmq_policy *cmq_plugin_load(struct cmq_plugin *pl, const char *why);
+
+/* Disconnect every connected client the current policy no longer admits. */
+void cmq_plugin_enforce(struct cmq_plugin *pl);
+
+#endif
