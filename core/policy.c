@@ -330,6 +330,12 @@ int cmq_policy_load(const struct cmq_policy_files *files, struct cmq_diag *diag,
 	cmq_strmap_init(&l.p->vendor_by_prefix);
 
 	load_json_file(&l, files->policy, digests[0], cmq_load_policy_json);
+	l.policy_failed = diag->errors != errors_before;
+	if (l.policy_failed)
+		cmq_diag_add(diag, CMQ_DIAG_WARNING, files->vendors, NULL,
+			     "categories and roles named in the vendors and operators files are "
+			     "not checked, because %s has errors",
+			     files->policy);
 	if (!l.nomem)
 		load_json_file(&l, files->vendors, digests[1], cmq_load_vendors_json);
 	if (!l.nomem)

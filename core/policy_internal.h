@@ -11,7 +11,8 @@
 struct cmq_load {
 	struct cmq_policy *p;
 	struct cmq_diag *diag;
-	bool nomem; /* an allocation failed: the load fails with CMQ_ERR_NOMEM */
+	bool nomem;         /* an allocation failed: the load fails with CMQ_ERR_NOMEM */
+	bool policy_failed; /* policy.json had errors: references into it are not checked */
 };
 
 /* Copy s into policy-owned memory; records nomem on failure. */

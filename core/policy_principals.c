@@ -130,7 +130,9 @@ static bool load_vendor_categories(struct cmq_load *l, struct cmq_jctx *c, struc
 				if (strcmp(p->categories[k].id, s) == 0)
 					break;
 			}
-			if (k == p->n_categories) {
+			if (k == p->n_categories && l->policy_failed) {
+				ok = false; /* policy.json's own errors explain this */
+			} else if (k == p->n_categories) {
 				char q[128], list[512];
 				size_t off = 0;
 
@@ -422,7 +424,9 @@ static void load_operator(struct cmq_load *l, struct cmq_jctx *c, struct json_ob
 	if (role != NULL) {
 		old = cmq_jpath_push_key(c, "role");
 		r = cmq_policy_role_find(p, role);
-		if (r == NULL) {
+		if (r == NULL && l->policy_failed) {
+			ok = false; /* policy.json's own errors explain this */
+		} else if (r == NULL) {
 			char list[512];
 			size_t off = 0;
 
