@@ -126,7 +126,7 @@ $(BUILD)/tests/integration/%: $(BUILD)/tests/integration/%.o $(ITEST_HELPER_OBJ)
 
 integration: all $(ITEST_BIN)
 	@set -e; for t in $(ITEST_BIN); do \
-		echo "== $$t"; CMQ_BUILD=$(BUILD) CMQ_SRC=$(CURDIR) $$t; done
+		echo "== $$t"; CMQ_BUILD=$(BUILD) CMQ_SRC=$(CURDIR) CMQ_PKI_DIR=$(CURDIR)/$(BUILD)/pki $$t; done
 
 # ---- fuzz targets (libFuzzer); `make test` replays the seed corpus, `make fuzz` explores ----
 FUZZ_SECONDS ?= 60

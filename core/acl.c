@@ -31,8 +31,8 @@ static bool first_level_is(const char *topic, size_t len, const char *word, size
 
 /* Step 5 for a device: the topic rule and everything it implies. */
 static enum cmq_decision device_raw_write(const struct cmq_policy *p,
-					  const struct cmq_acl_request *req, const char *topic,
-					  size_t len, struct cmq_acl_result *out)
+                                          const struct cmq_acl_request *req, const char *topic,
+                                          size_t len, struct cmq_acl_result *out)
 {
 	const struct cmq_vendor *v = out->who.vendor;
 	const struct cmq_rule *r;
@@ -62,7 +62,7 @@ static enum cmq_decision device_raw_write(const struct cmq_policy *p,
 }
 
 enum cmq_decision cmq_acl_check(const struct cmq_policy *p, const struct cmq_acl_request *req,
-				struct cmq_acl_result *out)
+                                struct cmq_acl_result *out)
 {
 	const char *topic = req->topic, *why = NULL;
 	size_t len;
@@ -77,9 +77,8 @@ enum cmq_decision cmq_acl_check(const struct cmq_policy *p, const struct cmq_acl
 		return deny(out, CMQ_REASON_NO_POLICY);
 	if (req->access == CMQ_ACCESS_UNSUBSCRIBE)
 		return allow(out);
-	if (req->username == NULL ||
-	    cmq_principal_resolve(p, req->username, strlen(req->username), &out->who) !=
-		    CMQ_REASON_OK)
+	if (req->username == NULL || cmq_principal_resolve(p, req->username, strlen(req->username),
+	                                                   &out->who) != CMQ_REASON_OK)
 		return deny(out, CMQ_REASON_NO_IDENTITY);
 	if (topic == NULL)
 		return deny(out, CMQ_REASON_BAD_TOPIC);
@@ -98,8 +97,7 @@ enum cmq_decision cmq_acl_check(const struct cmq_policy *p, const struct cmq_acl
 	if (out->who.kind == CMQ_PRINCIPAL_DEVICE) {
 		if (out->who.vendor->tier == CMQ_TIER_BLOCKED)
 			return deny(out, CMQ_REASON_VENDOR_BLOCKED);
-		if (out->who.vendor->tier == CMQ_TIER_RESTRICTED &&
-		    req->access != CMQ_ACCESS_WRITE)
+		if (out->who.vendor->tier == CMQ_TIER_RESTRICTED && req->access != CMQ_ACCESS_WRITE)
 			return deny(out, CMQ_REASON_RESTRICTED_NO_SUBSCRIBE);
 	}
 
@@ -121,16 +119,16 @@ enum cmq_decision cmq_acl_check(const struct cmq_policy *p, const struct cmq_acl
 		if (role->kind != CMQ_ROLE_GATEWAY)
 			return deny(out, CMQ_REASON_RAW_READ_FORBIDDEN);
 	} else if (req->access == CMQ_ACCESS_WRITE && role->kind != CMQ_ROLE_GATEWAY &&
-		   first_level_is(topic, len, "city", 4)) {
+	           first_level_is(topic, len, "city", 4)) {
 		return deny(out, CMQ_REASON_CITY_WRITE_FORBIDDEN);
 	}
 
 	if (req->access == CMQ_ACCESS_WRITE && req->payloadlen > p->max_payload)
 		return deny(out, CMQ_REASON_PAYLOAD_TOO_LARGE);
 
-	op = req->access == CMQ_ACCESS_WRITE	     ? CMQ_OP_PUBLISH
+	op = req->access == CMQ_ACCESS_WRITE       ? CMQ_OP_PUBLISH
 	     : req->access == CMQ_ACCESS_SUBSCRIBE ? CMQ_OP_SUBSCRIBE
-						   : CMQ_OP_READ;
+	                                           : CMQ_OP_READ;
 	subst.username = req->username;
 	subst.username_len = strlen(req->username);
 	subst.client_id = req->client_id ? req->client_id : "";
@@ -152,7 +150,7 @@ enum cmq_decision cmq_acl_check(const struct cmq_policy *p, const struct cmq_acl
 }
 
 bool cmq_provenance_for(const struct cmq_policy *p, const char *username, const char *topic,
-			struct cmq_provenance *out)
+                        struct cmq_provenance *out)
 {
 	struct cmq_principal who;
 

@@ -48,7 +48,7 @@ struct cmq_acl_result {
 
 /* Decide; *out is reset first. Never fails: internal problems deny. */
 enum cmq_decision cmq_acl_check(const struct cmq_policy *p, const struct cmq_acl_request *req,
-				struct cmq_acl_result *out);
+                                struct cmq_acl_result *out);
 
 const char *cmq_access_name(enum cmq_access a);
 
@@ -56,7 +56,7 @@ const char *cmq_access_name(enum cmq_access a);
 #define CMQ_PROP_PREFIX "civicmq-"
 #define CMQ_PROP_VENDOR "civicmq-vendor"
 #define CMQ_PROP_DEVICE "civicmq-device"
-#define CMQ_PROP_TIER "civicmq-tier"
+#define CMQ_PROP_TIER   "civicmq-tier"
 #define CMQ_PROP_POLICY "civicmq-policy"
 
 struct cmq_provenance {
@@ -72,6 +72,6 @@ struct cmq_provenance {
  * (nothing to stamp). Allocates nothing.
  */
 bool cmq_provenance_for(const struct cmq_policy *p, const char *username, const char *topic,
-			struct cmq_provenance *out);
+                        struct cmq_provenance *out);
 
 #endif

@@ -21,7 +21,7 @@ void cmq_diag_cleanup(struct cmq_diag *d)
 }
 
 void cmq_diag_vadd(struct cmq_diag *d, enum cmq_diag_level level, const char *file,
-		   const char *path, const char *fmt, va_list ap)
+                   const char *path, const char *fmt, va_list ap)
 {
 	char line[CMQ_DIAG_LINE_MAX];
 	int off = 0, n;
@@ -48,8 +48,8 @@ void cmq_diag_vadd(struct cmq_diag *d, enum cmq_diag_level level, const char *fi
 	d->n++;
 }
 
-void cmq_diag_add(struct cmq_diag *d, enum cmq_diag_level level, const char *file,
-		  const char *path, const char *fmt, ...)
+void cmq_diag_add(struct cmq_diag *d, enum cmq_diag_level level, const char *file, const char *path,
+                  const char *fmt, ...)
 {
 	va_list ap;
 

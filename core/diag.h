@@ -19,7 +19,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 
-#define CMQ_DIAG_MAX 100
+#define CMQ_DIAG_MAX      100
 #define CMQ_DIAG_LINE_MAX 1024
 
 enum cmq_diag_level { CMQ_DIAG_ERROR, CMQ_DIAG_WARNING };
@@ -40,10 +40,10 @@ void cmq_diag_init(struct cmq_diag *d);
 void cmq_diag_cleanup(struct cmq_diag *d);
 
 /* Record "<file>: <path>: <fmt...>". file and path may be NULL (then omitted). */
-void cmq_diag_add(struct cmq_diag *d, enum cmq_diag_level level, const char *file,
-		  const char *path, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+void cmq_diag_add(struct cmq_diag *d, enum cmq_diag_level level, const char *file, const char *path,
+                  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 void cmq_diag_vadd(struct cmq_diag *d, enum cmq_diag_level level, const char *file,
-		   const char *path, const char *fmt, va_list ap);
+                   const char *path, const char *fmt, va_list ap);
 
 /*
  * Quote s[0..len) as a JSON-like string literal into buf: "..." with \n, \t, \",

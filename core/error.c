@@ -8,13 +8,13 @@
 
 static const char *const err_text[] = {
 #define CMQ_ERR_TEXT(name, text) text,
-	CMQ_ERR_MAP(CMQ_ERR_TEXT)
+    CMQ_ERR_MAP(CMQ_ERR_TEXT)
 #undef CMQ_ERR_TEXT
 };
 
 static const char *const err_names[] = {
 #define CMQ_ERR_NAME(name, text) #name,
-	CMQ_ERR_MAP(CMQ_ERR_NAME)
+    CMQ_ERR_MAP(CMQ_ERR_NAME)
 #undef CMQ_ERR_NAME
 };
 
@@ -36,13 +36,13 @@ const char *cmq_err_name(int rc)
 
 static const char *const reason_text[] = {
 #define CMQ_REASON_TEXT(name, text) text,
-	CMQ_REASON_MAP(CMQ_REASON_TEXT)
+    CMQ_REASON_MAP(CMQ_REASON_TEXT)
 #undef CMQ_REASON_TEXT
 };
 
 static const char *const reason_names[] = {
 #define CMQ_REASON_NAME(name, text) #name,
-	CMQ_REASON_MAP(CMQ_REASON_NAME)
+    CMQ_REASON_MAP(CMQ_REASON_NAME)
 #undef CMQ_REASON_NAME
 };
 

@@ -22,14 +22,14 @@
 	X(NOT_FOUND, "not found")                                                                  \
 	X(EXISTS, "already exists")                                                                \
 	X(TOO_BIG, "limit exceeded")                                                               \
-	X(CRYPTO, "cryptographic operation failed")                                               \
+	X(CRYPTO, "cryptographic operation failed")                                                \
 	X(AUTH, "authentication failed")
 
 enum cmq_err {
 #define CMQ_ERR_ENUM(name, text) CMQ_ERR_##name,
 	CMQ_ERR_MAP(CMQ_ERR_ENUM)
 #undef CMQ_ERR_ENUM
-		CMQ_ERR__COUNT
+	    CMQ_ERR__COUNT
 };
 
 #define CMQ_OK CMQ_ERR_OK

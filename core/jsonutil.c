@@ -51,7 +51,7 @@ struct scan_frame {
  * what json-c would have collapsed in all but contrived cases.
  */
 static int scan_duplicate_keys(const char *text, size_t len, const char *display,
-			       struct cmq_diag *diag)
+                               struct cmq_diag *diag)
 {
 	struct scan_frame frames[CMQ_JSON_MAX_DEPTH + 2];
 	int depth = -1, rc = CMQ_OK;
@@ -76,6 +76,17 @@ static int scan_duplicate_keys(const char *text, size_t len, const char *display
 		} else if (ch == ',') {
 			if (depth >= 0 && frames[depth].is_object)
 				frames[depth].expect_key = true;
+		} else if (ch == '\'') {
+			/*
+			 * Outside a string, so a single-quoted key: json-c 0.16 accepts them
+			 * even when strict, and this scan would not see them as keys.
+			 */
+			line_col(text, i, &line, &col);
+			cmq_diag_add(diag, CMQ_DIAG_ERROR, display, NULL,
+			             "%u:%u: malformed JSON: single-quoted key; JSON keys use double "
+			             "quotes",
+			             line, col);
+			rc = CMQ_ERR_PARSE;
 		} else if (ch == '"') {
 			size_t start = ++i;
 
@@ -91,14 +102,16 @@ static int scan_duplicate_keys(const char *text, size_t len, const char *display
 
 			f->expect_key = false;
 			for (size_t j = 0; j < f->n; j++) {
-				if (f->keys[j].len == k.len && memcmp(f->keys[j].s, k.s, k.len) == 0) {
+				if (f->keys[j].len == k.len &&
+				    memcmp(f->keys[j].s, k.s, k.len) == 0) {
 					char q[128];
 
 					line_col(text, start - 1, &line, &col);
 					cmq_diag_add(diag, CMQ_DIAG_ERROR, display, NULL,
-						     "%u:%u: duplicate key %s in the same object; "
-						     "each key may appear once",
-						     line, col, cmq_diag_quote(k.s, k.len, q, sizeof(q)));
+					             "%u:%u: duplicate key %s in the same object; "
+					             "each key may appear once",
+					             line, col,
+					             cmq_diag_quote(k.s, k.len, q, sizeof(q)));
 					rc = CMQ_ERR_PARSE;
 					break;
 				}
@@ -112,8 +125,8 @@ static int scan_duplicate_keys(const char *text, size_t len, const char *display
 				if (ncap > MAX_KEYS_PER_OBJECT) {
 					line_col(text, start - 1, &line, &col);
 					cmq_diag_add(diag, CMQ_DIAG_ERROR, display, NULL,
-						     "%u:%u: object has more than %d keys", line, col,
-						     MAX_KEYS_PER_OBJECT);
+					             "%u:%u: object has more than %d keys", line,
+					             col, MAX_KEYS_PER_OBJECT);
 					rc = CMQ_ERR_TOO_BIG;
 					break;
 				}
@@ -134,7 +147,7 @@ static int scan_duplicate_keys(const char *text, size_t len, const char *display
 }
 
 int cmq_json_parse(const char *text, size_t len, const char *display, struct cmq_diag *diag,
-		   struct json_object **out)
+                   struct json_object **out)
 {
 	struct json_tokener *tok;
 	struct json_object *root;
@@ -151,7 +164,7 @@ int cmq_json_parse(const char *text, size_t len, const char *display, struct cmq
 	if (memchr(text, '\0', len) != NULL) {
 		line_col(text, (size_t)((const char *)memchr(text, '\0', len) - text), &line, &col);
 		cmq_diag_add(diag, CMQ_DIAG_ERROR, display, NULL,
-			     "%u:%u: malformed JSON: NUL byte in the file", line, col);
+		             "%u:%u: malformed JSON: NUL byte in the file", line, col);
 		return CMQ_ERR_PARSE;
 	}
 	tok = json_tokener_new_ex(CMQ_JSON_MAX_DEPTH);
@@ -163,13 +176,13 @@ int cmq_json_parse(const char *text, size_t len, const char *display, struct cmq
 	end = json_tokener_get_parse_end(tok);
 	if (root == NULL || jerr != json_tokener_success) {
 		const char *desc = jerr == json_tokener_continue ? "unexpected end of document"
-								 : json_tokener_error_desc(jerr);
+		                                                 : json_tokener_error_desc(jerr);
 
 		line_col(text, end < len ? end : len, &line, &col);
 		cmq_diag_add(diag, CMQ_DIAG_ERROR, display, NULL,
-			     "%u:%u: malformed JSON: %s (JSON must be strict: double-quoted keys, "
-			     "no comments, no trailing commas, valid UTF-8, nesting depth <= %d)",
-			     line, col, desc, CMQ_JSON_MAX_DEPTH);
+		             "%u:%u: malformed JSON: %s (JSON must be strict: double-quoted keys, "
+		             "no comments, no trailing commas, valid UTF-8, nesting depth <= %d)",
+		             line, col, desc, CMQ_JSON_MAX_DEPTH);
 		json_object_put(root);
 		json_tokener_free(tok);
 		return CMQ_ERR_PARSE;
@@ -179,8 +192,8 @@ int cmq_json_parse(const char *text, size_t len, const char *display, struct cmq
 		if (text[i] != ' ' && text[i] != '\n' && text[i] != '\r' && text[i] != '\t') {
 			line_col(text, i, &line, &col);
 			cmq_diag_add(diag, CMQ_DIAG_ERROR, display, NULL,
-				     "%u:%u: malformed JSON: unexpected text after the document",
-				     line, col);
+			             "%u:%u: malformed JSON: unexpected text after the document",
+			             line, col);
 			json_object_put(root);
 			return CMQ_ERR_PARSE;
 		}
@@ -195,7 +208,7 @@ int cmq_json_parse(const char *text, size_t len, const char *display, struct cmq
 }
 
 int cmq_json_load_file(const char *path, const char *display, size_t max_bytes,
-		       struct cmq_diag *diag, struct json_object **out, uint8_t sha256[32])
+                       struct cmq_diag *diag, struct json_object **out, uint8_t sha256[32])
 {
 	struct stat st;
 	char *buf = NULL;
@@ -205,7 +218,8 @@ int cmq_json_load_file(const char *path, const char *display, size_t max_bytes,
 	*out = NULL;
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		cmq_diag_add(diag, CMQ_DIAG_ERROR, display, NULL, "cannot open: %s", strerror(errno));
+		cmq_diag_add(diag, CMQ_DIAG_ERROR, display, NULL, "cannot open: %s",
+		             strerror(errno));
 		return CMQ_ERR_IO;
 	}
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -215,8 +229,8 @@ int cmq_json_load_file(const char *path, const char *display, size_t max_bytes,
 	}
 	if ((uint64_t)st.st_size > max_bytes) {
 		cmq_diag_add(diag, CMQ_DIAG_ERROR, display, NULL,
-			     "file is %" PRIu64 " bytes; the limit is %zu bytes", (uint64_t)st.st_size,
-			     max_bytes);
+		             "file is %" PRIu64 " bytes; the limit is %zu bytes",
+		             (uint64_t)st.st_size, max_bytes);
 		close(fd);
 		return CMQ_ERR_TOO_BIG;
 	}
@@ -232,7 +246,7 @@ int cmq_json_load_file(const char *path, const char *display, size_t max_bytes,
 			continue;
 		if (n <= 0) {
 			cmq_diag_add(diag, CMQ_DIAG_ERROR, display, NULL, "read failed: %s",
-				     n < 0 ? strerror(errno) : "file shrank while reading");
+			             n < 0 ? strerror(errno) : "file shrank while reading");
 			close(fd);
 			cmq_free(buf);
 			return CMQ_ERR_IO;
@@ -263,6 +277,8 @@ static size_t path_append(struct cmq_jctx *c, const char *text)
 	size_t old = c->path_len, n = strlen(text);
 
 	if (n >= sizeof(c->path) - old) {
+		/* What fits, then "..." over the last three bytes. */
+		memcpy(c->path + old, text, sizeof(c->path) - 1 - old);
 		c->path_len = sizeof(c->path) - 1;
 		c->path[c->path_len] = '\0';
 		memcpy(c->path + c->path_len - 3, "...", 3);
@@ -292,7 +308,8 @@ size_t cmq_jpath_push_key(struct cmq_jctx *c, const char *key)
 	if (identifier_like(key))
 		snprintf(text, sizeof(text), ".%s", key);
 	else
-		snprintf(text, sizeof(text), "[%s]", cmq_diag_quote(key, strlen(key), q, sizeof(q)));
+		snprintf(text, sizeof(text), "[%s]",
+		         cmq_diag_quote(key, strlen(key), q, sizeof(q)));
 	return path_append(c, text);
 }
 
@@ -347,8 +364,8 @@ const char *cmq_jdescribe(struct json_object *v, char *buf, size_t buflen)
 		break;
 	case json_type_string:
 		snprintf(buf, buflen, "string %s",
-			 cmq_diag_quote(json_object_get_string(v),
-					(size_t)json_object_get_string_len(v), q, sizeof(q)));
+		         cmq_diag_quote(json_object_get_string(v),
+		                        (size_t)json_object_get_string_len(v), q, sizeof(q)));
 		break;
 	case json_type_array:
 		snprintf(buf, buflen, "an array");
@@ -361,7 +378,7 @@ const char *cmq_jdescribe(struct json_object *v, char *buf, size_t buflen)
 }
 
 struct json_object *cmq_jget(struct cmq_jctx *c, struct json_object *obj, const char *key,
-			     bool required)
+                             bool required)
 {
 	struct json_object *v = NULL;
 
@@ -406,7 +423,7 @@ const char *cmq_jas_string(struct cmq_jctx *c, struct json_object *v, size_t max
 }
 
 bool cmq_jstring(struct cmq_jctx *c, struct json_object *obj, const char *key, bool required,
-		 size_t max_len, const char **out)
+                 size_t max_len, const char **out)
 {
 	struct json_object *v = cmq_jget(c, obj, key, required);
 	const char *s;
@@ -424,7 +441,7 @@ bool cmq_jstring(struct cmq_jctx *c, struct json_object *obj, const char *key, b
 }
 
 bool cmq_jbool(struct cmq_jctx *c, struct json_object *obj, const char *key, bool required,
-	       bool *out)
+               bool *out)
 {
 	struct json_object *v = cmq_jget(c, obj, key, required);
 	char d[160];
@@ -443,7 +460,7 @@ bool cmq_jbool(struct cmq_jctx *c, struct json_object *obj, const char *key, boo
 }
 
 bool cmq_juint(struct cmq_jctx *c, struct json_object *obj, const char *key, bool required,
-	       uint64_t min, uint64_t max, uint64_t *out)
+               uint64_t min, uint64_t max, uint64_t *out)
 {
 	struct json_object *v = cmq_jget(c, obj, key, required);
 	char d[160];
@@ -455,7 +472,7 @@ bool cmq_juint(struct cmq_jctx *c, struct json_object *obj, const char *key, boo
 	old = cmq_jpath_push_key(c, key);
 	if (!json_object_is_type(v, json_type_int)) {
 		cmq_jerr(c, "expected a whole number between %" PRIu64 " and %" PRIu64 ", got %s",
-			 min, max, cmq_jdescribe(v, d, sizeof(d)));
+		         min, max, cmq_jdescribe(v, d, sizeof(d)));
 		cmq_jpath_pop(c, old);
 		return false;
 	}
@@ -463,7 +480,7 @@ bool cmq_juint(struct cmq_jctx *c, struct json_object *obj, const char *key, boo
 	n = json_object_get_int64(v);
 	if (errno != 0 || n < 0 || (uint64_t)n < min || (uint64_t)n > max) {
 		cmq_jerr(c, "%s is out of range; valid: %" PRIu64 " to %" PRIu64,
-			 json_object_to_json_string(v), min, max);
+		         json_object_to_json_string(v), min, max);
 		cmq_jpath_pop(c, old);
 		return false;
 	}
@@ -473,8 +490,8 @@ bool cmq_juint(struct cmq_jctx *c, struct json_object *obj, const char *key, boo
 }
 
 static struct json_object *typed_member(struct cmq_jctx *c, struct json_object *obj,
-					const char *key, bool required, enum json_type t,
-					const char *what)
+                                        const char *key, bool required, enum json_type t,
+                                        const char *what)
 {
 	struct json_object *v = cmq_jget(c, obj, key, required);
 	char d[160];
@@ -492,13 +509,13 @@ static struct json_object *typed_member(struct cmq_jctx *c, struct json_object *
 }
 
 struct json_object *cmq_jarray(struct cmq_jctx *c, struct json_object *obj, const char *key,
-			       bool required)
+                               bool required)
 {
 	return typed_member(c, obj, key, required, json_type_array, "an array");
 }
 
 struct json_object *cmq_jobject(struct cmq_jctx *c, struct json_object *obj, const char *key,
-				bool required)
+                                bool required)
 {
 	return typed_member(c, obj, key, required, json_type_object, "an object");
 }
@@ -524,14 +541,14 @@ void cmq_jcheck_keys(struct cmq_jctx *c, struct json_object *obj, const char *co
 		list[0] = '\0';
 		for (const char *const *k = known; *k != NULL && off < sizeof(list); k++) {
 			int n = snprintf(list + off, sizeof(list) - off, "%s%s",
-					 k == known ? "" : ", ", *k);
+			                 k == known ? "" : ", ", *k);
 
 			if (n < 0)
 				break;
 			off += (size_t)n;
 		}
 		cmq_jwarn(c, "unknown key %s ignored; known keys: %s",
-			  cmq_diag_quote(key, strlen(key), q, sizeof(q)), list);
+		          cmq_diag_quote(key, strlen(key), q, sizeof(q)), list);
 	}
 }
 
@@ -553,6 +570,6 @@ int cmq_jenum(struct cmq_jctx *c, const char *s, const char *what, const char *c
 		off += (size_t)n;
 	}
 	cmq_jerr(c, "%s is not a %s; valid: %s", cmq_diag_quote(s, strlen(s), q, sizeof(q)), what,
-		 list);
+	         list);
 	return -1;
 }

@@ -26,11 +26,11 @@
 #include <stdint.h>
 
 #define CMQ_JSON_MAX_DEPTH 32
-#define CMQ_JPATH_MAX 256
+#define CMQ_JPATH_MAX      256
 
 struct cmq_jctx {
-	const char *file;       /* name used in messages */
-	struct cmq_diag *diag;  /* where problems go */
+	const char *file;      /* name used in messages */
+	struct cmq_diag *diag; /* where problems go */
 	char path[CMQ_JPATH_MAX];
 	size_t path_len;
 };
@@ -43,11 +43,11 @@ struct cmq_jctx {
  * line:column, or a duplicate key) or CMQ_ERR_NOMEM. *out is NULL on failure.
  */
 int cmq_json_load_file(const char *path, const char *display, size_t max_bytes,
-		       struct cmq_diag *diag, struct json_object **out, uint8_t sha256[32]);
+                       struct cmq_diag *diag, struct json_object **out, uint8_t sha256[32]);
 
 /* Same for an in-memory document (used by fuzzers and the control API). */
 int cmq_json_parse(const char *text, size_t len, const char *display, struct cmq_diag *diag,
-		   struct json_object **out);
+                   struct json_object **out);
 
 /* Start a context at "$". */
 void cmq_jctx_init(struct cmq_jctx *c, const char *file, struct cmq_diag *diag);
@@ -70,7 +70,7 @@ const char *cmq_jdescribe(struct json_object *v, char *buf, size_t buflen);
  * when required. obj must be an object (checked by the caller).
  */
 struct json_object *cmq_jget(struct cmq_jctx *c, struct json_object *obj, const char *key,
-			     bool required);
+                             bool required);
 
 /*
  * Typed getters. Each returns true if the member is absent-and-optional (out
@@ -80,16 +80,16 @@ struct json_object *cmq_jget(struct cmq_jctx *c, struct json_object *obj, const 
  */
 #define CMQ_JSON_STRING_MAX 4096
 bool cmq_jstring(struct cmq_jctx *c, struct json_object *obj, const char *key, bool required,
-		 size_t max_len, const char **out);
+                 size_t max_len, const char **out);
 bool cmq_jbool(struct cmq_jctx *c, struct json_object *obj, const char *key, bool required,
-	       bool *out);
+               bool *out);
 bool cmq_juint(struct cmq_jctx *c, struct json_object *obj, const char *key, bool required,
-	       uint64_t min, uint64_t max, uint64_t *out);
+               uint64_t min, uint64_t max, uint64_t *out);
 /* Member that must be an array / an object; NULL if absent-optional or wrong (error added). */
 struct json_object *cmq_jarray(struct cmq_jctx *c, struct json_object *obj, const char *key,
-			       bool required);
+                               bool required);
 struct json_object *cmq_jobject(struct cmq_jctx *c, struct json_object *obj, const char *key,
-				bool required);
+                                bool required);
 
 /*
  * Check a value is a string (valid UTF-8, no NUL, <= max_len); adds an error

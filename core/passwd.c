@@ -19,7 +19,7 @@
 #define PREFIX "$pbkdf2-sha512$i="
 
 static const char b64_alphabet[] =
-	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 static int b64_value(char c)
 {
@@ -97,7 +97,8 @@ int cmq_passwd_parse(const char *s, struct cmq_pbkdf2 *out, const char **why)
 	memset(out, 0, sizeof(*out));
 	if (s == NULL || strncmp(s, PREFIX, strlen(PREFIX)) != 0) {
 		if (why)
-			*why = "must start with \"$pbkdf2-sha512$i=\" (make one with civicmq-passwd)";
+			*why =
+			    "must start with \"$pbkdf2-sha512$i=\" (make one with civicmq-passwd)";
 		return CMQ_ERR_PARSE;
 	}
 	p = s + strlen(PREFIX);
@@ -107,7 +108,8 @@ int cmq_passwd_parse(const char *s, struct cmq_pbkdf2 *out, const char **why)
 		return CMQ_ERR_PARSE;
 	}
 	iter = strtoul(p, &num_end, 10);
-	if (*num_end != '$' || iter < CMQ_PBKDF2_MIN_ITERATIONS || iter > CMQ_PBKDF2_MAX_ITERATIONS) {
+	if (*num_end != '$' || iter < CMQ_PBKDF2_MIN_ITERATIONS ||
+	    iter > CMQ_PBKDF2_MAX_ITERATIONS) {
 		if (why)
 			*why = "iteration count must be between 100 and 10000000";
 		return CMQ_ERR_PARSE;
@@ -141,12 +143,12 @@ int cmq_passwd_parse(const char *s, struct cmq_pbkdf2 *out, const char **why)
 }
 
 static int derive(const char *password, size_t len, const uint8_t *salt, size_t salt_len,
-		  uint32_t iterations, uint8_t key[CMQ_PBKDF2_HASH_LEN])
+                  uint32_t iterations, uint8_t key[CMQ_PBKDF2_HASH_LEN])
 {
 	if (len > CMQ_PASSWD_MAX_LEN)
 		return CMQ_ERR_INVAL;
 	if (PKCS5_PBKDF2_HMAC(password ? password : "", (int)len, salt, (int)salt_len,
-			      (int)iterations, EVP_sha512(), (int)CMQ_PBKDF2_HASH_LEN, key) != 1)
+	                      (int)iterations, EVP_sha512(), (int)CMQ_PBKDF2_HASH_LEN, key) != 1)
 		return CMQ_ERR_CRYPTO;
 	return CMQ_OK;
 }
@@ -188,16 +190,16 @@ int cmq_passwd_format(const struct cmq_pbkdf2 *h, char *buf, size_t buflen)
 bool cmq_passwd_verify(const struct cmq_pbkdf2 *h, const char *password, size_t len)
 {
 	static const struct cmq_pbkdf2 dummy = {
-		.iterations = CMQ_PBKDF2_DEFAULT_ITERATIONS,
-		.salt_len = CMQ_PBKDF2_SALT_LEN,
-		.salt = "civicmq-dummy-s",
+	    .iterations = CMQ_PBKDF2_DEFAULT_ITERATIONS,
+	    .salt_len = CMQ_PBKDF2_SALT_LEN,
+	    .salt = "civicmq-dummy-s",
 	};
 	uint8_t key[CMQ_PBKDF2_HASH_LEN];
 	bool ok;
 
 	if (h == NULL || h->iterations == 0 || h->salt_len == 0) {
 		(void)derive(password, len > CMQ_PASSWD_MAX_LEN ? 0 : len, dummy.salt,
-			     dummy.salt_len, dummy.iterations, key);
+		             dummy.salt_len, dummy.iterations, key);
 		OPENSSL_cleanse(key, sizeof(key));
 		return false;
 	}
@@ -211,7 +213,8 @@ bool cmq_passwd_verify(const struct cmq_pbkdf2 *h, const char *password, size_t 
 int cmq_passwd_generate(char *buf, size_t len)
 {
 	/* 64 symbols: 6 bits of entropy per character, no rejection sampling needed. */
-	static const char sym[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	static const char sym[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 	uint8_t rnd[256];
 
 	if (len == 0 || len > sizeof(rnd))

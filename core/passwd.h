@@ -26,11 +26,11 @@
 #include <stdint.h>
 
 #define CMQ_PBKDF2_DEFAULT_ITERATIONS 1000u
-#define CMQ_PBKDF2_MIN_ITERATIONS 100u
-#define CMQ_PBKDF2_MAX_ITERATIONS 10000000u
-#define CMQ_PBKDF2_SALT_LEN 16u
-#define CMQ_PBKDF2_SALT_MAX 64u
-#define CMQ_PBKDF2_HASH_LEN 64u
+#define CMQ_PBKDF2_MIN_ITERATIONS     100u
+#define CMQ_PBKDF2_MAX_ITERATIONS     10000000u
+#define CMQ_PBKDF2_SALT_LEN           16u
+#define CMQ_PBKDF2_SALT_MAX           64u
+#define CMQ_PBKDF2_HASH_LEN           64u
 /* Longest formatted hash string including the NUL. */
 #define CMQ_PASSWD_STR_MAX 256u
 /* Longest password accepted (MQTT allows 65535; nobody needs more). */

@@ -46,12 +46,12 @@ bool cmq_load_check_id(struct cmq_jctx *c, const char *s, const char *what)
 	for (size_t i = 0; ok && i < len; i++) {
 		char ch = s[i];
 
-		ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-		     ch == '-' || ch == '_' || ch == '.';
+		ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		     (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' || ch == '.';
 	}
 	if (!ok)
 		cmq_jerr(c, "%s is not a valid %s; use 1 to %d letters, digits, '-', '_' or '.'",
-			 cmq_diag_quote(s, len, q, sizeof(q)), what, CMQ_ID_FIELD_MAX);
+		         cmq_diag_quote(s, len, q, sizeof(q)), what, CMQ_ID_FIELD_MAX);
 	return ok;
 }
 
@@ -142,13 +142,13 @@ const struct cmq_vendor *cmq_policy_vendor_find(const struct cmq_policy *p, cons
 }
 
 const struct cmq_operator *cmq_policy_operator_find(const struct cmq_policy *p,
-						    const char *username, size_t len)
+                                                    const char *username, size_t len)
 {
 	return cmq_strmap_get(&p->operator_by_name, username, len);
 }
 
 const struct cmq_vendor *cmq_policy_vendor_for_device(const struct cmq_policy *p,
-						      const char *device_id, size_t len)
+                                                      const char *device_id, size_t len)
 {
 	for (size_t i = 0; i < p->n_prefix_lens; i++) {
 		const struct cmq_vendor *v;
@@ -209,8 +209,8 @@ static void load_ca_bundle(struct cmq_load *l, const char *path, uint8_t digest[
 	bio = BIO_new_file(path, "r");
 	if (bio == NULL) {
 		cmq_diag_add(l->diag, CMQ_DIAG_ERROR, path, NULL,
-			     "cannot open the CA bundle (plugin option ca_file); it must hold the "
-			     "pinned vendor and operator CA certificates in PEM");
+		             "cannot open the CA bundle (plugin option ca_file); it must hold the "
+		             "pinned vendor and operator CA certificates in PEM");
 		ERR_clear_error();
 		EVP_MD_CTX_free(md);
 		return;
@@ -232,7 +232,8 @@ static void load_ca_bundle(struct cmq_load *l, const char *path, uint8_t digest[
 			if (X509_check_ca(cert) < 1) {
 				cmq_fingerprint_format(fp, fpbuf, sizeof(fpbuf));
 				cmq_diag_add(l->diag, CMQ_DIAG_WARNING, path, NULL,
-					     "pinned certificate %s is not a CA certificate", fpbuf);
+				             "pinned certificate %s is not a CA certificate",
+				             fpbuf);
 			}
 			X509_up_ref(cert);
 			p->cas[i].cert = cert;
@@ -242,12 +243,12 @@ static void load_ca_bundle(struct cmq_load *l, const char *path, uint8_t digest[
 	{
 		unsigned long e = ERR_peek_last_error();
 
-		if (e != 0 && !(ERR_GET_LIB(e) == ERR_LIB_PEM &&
-				ERR_GET_REASON(e) == PEM_R_NO_START_LINE))
+		if (e != 0 &&
+		    !(ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE))
 			cmq_diag_add(l->diag, CMQ_DIAG_ERROR, path, NULL,
-				     "malformed PEM after %zu certificate(s): %s", count,
-				     ERR_reason_error_string(e) ? ERR_reason_error_string(e)
-								: "unknown OpenSSL error");
+			             "malformed PEM after %zu certificate(s): %s", count,
+			             ERR_reason_error_string(e) ? ERR_reason_error_string(e)
+			                                        : "unknown OpenSSL error");
 		ERR_clear_error();
 	}
 	BIO_free(bio);
@@ -255,26 +256,26 @@ static void load_ca_bundle(struct cmq_load *l, const char *path, uint8_t digest[
 	EVP_MD_CTX_free(md);
 	if (count == 0)
 		cmq_diag_add(l->diag, CMQ_DIAG_ERROR, path, NULL,
-			     "holds no PEM certificate; it must hold the pinned CA certificates");
+		             "holds no PEM certificate; it must hold the pinned CA certificates");
 	for (size_t i = 0; i < p->n_cas; i++) {
 		if (p->cas[i].cert != NULL)
 			continue;
 		cmq_fingerprint_format(p->cas[i].sha256, fpbuf, sizeof(fpbuf));
 		if (p->cas[i].owner == CMQ_CA_VENDOR)
 			cmq_diag_add(l->diag, CMQ_DIAG_WARNING, path, NULL,
-				     "vendor %s pins CA %s, which is not in this bundle; that "
-				     "vendor's devices are refused until it is added",
-				     p->vendors[p->cas[i].vendor].id, fpbuf);
+			             "vendor %s pins CA %s, which is not in this bundle; that "
+			             "vendor's devices are refused until it is added",
+			             p->vendors[p->cas[i].vendor].id, fpbuf);
 		else
 			cmq_diag_add(l->diag, CMQ_DIAG_WARNING, path, NULL,
-				     "operator CA %s is pinned but not in this bundle; operator "
-				     "certificates from it are refused until it is added",
-				     fpbuf);
+			             "operator CA %s is pinned but not in this bundle; operator "
+			             "certificates from it are refused until it is added",
+			             fpbuf);
 	}
 }
 
 static void load_json_file(struct cmq_load *l, const char *path, uint8_t digest[32],
-			   void (*fn)(struct cmq_load *, const char *, struct json_object *))
+                           void (*fn)(struct cmq_load *, const char *, struct json_object *))
 {
 	struct json_object *root = NULL;
 	int rc;
@@ -283,7 +284,7 @@ static void load_json_file(struct cmq_load *l, const char *path, uint8_t digest[
 	if (path == NULL)
 		return;
 	rc = cmq_json_load_file(path, cmq_load_display(path), CMQ_POLICY_MAX_FILE, l->diag, &root,
-				digest);
+	                        digest);
 	if (rc == CMQ_ERR_NOMEM)
 		l->nomem = true;
 	if (root == NULL)
@@ -308,7 +309,7 @@ static void make_stamp(struct cmq_policy *p, uint8_t parts[4][32])
 }
 
 int cmq_policy_load(const struct cmq_policy_files *files, struct cmq_diag *diag,
-		    struct cmq_policy **out)
+                    struct cmq_policy **out)
 {
 	struct cmq_load l = {0};
 	uint8_t digests[4][32];
@@ -318,7 +319,7 @@ int cmq_policy_load(const struct cmq_policy_files *files, struct cmq_diag *diag,
 	if (files == NULL || files->policy == NULL || files->vendors == NULL ||
 	    files->operators == NULL) {
 		cmq_diag_add(diag, CMQ_DIAG_ERROR, NULL, NULL,
-			     "the policy, vendors and operators files must all be given");
+		             "the policy, vendors and operators files must all be given");
 		return CMQ_ERR_CONFIG;
 	}
 	l.p = cmq_calloc(1, sizeof(*l.p));
@@ -333,9 +334,9 @@ int cmq_policy_load(const struct cmq_policy_files *files, struct cmq_diag *diag,
 	l.policy_failed = diag->errors != errors_before;
 	if (l.policy_failed)
 		cmq_diag_add(diag, CMQ_DIAG_WARNING, files->vendors, NULL,
-			     "categories and roles named in the vendors and operators files are "
-			     "not checked, because %s has errors",
-			     files->policy);
+		             "categories and roles named in the vendors and operators files are "
+		             "not checked, because %s has errors",
+		             files->policy);
 	if (!l.nomem)
 		load_json_file(&l, files->vendors, digests[1], cmq_load_vendors_json);
 	if (!l.nomem)

@@ -39,13 +39,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CMQ_MAX_CATEGORIES 64
-#define CMQ_POLICY_MAX_FILE (256u * 1024u * 1024u)
+#define CMQ_MAX_CATEGORIES      64
+#define CMQ_POLICY_MAX_FILE     (256u * 1024u * 1024u)
 #define CMQ_DEFAULT_MAX_PAYLOAD 65536u
-#define CMQ_STAMP_MAX 96
-#define CMQ_SERIAL_HEX_MAX 64
-#define CMQ_PREFIX_MAX 64 /* longest vendor device id prefix, bytes */
-#define CMQ_ID_FIELD_MAX 64 /* longest id of a rule, role, category, profile or vendor */
+#define CMQ_STAMP_MAX           96
+#define CMQ_SERIAL_HEX_MAX      64
+#define CMQ_PREFIX_MAX          64 /* longest vendor device id prefix, bytes */
+#define CMQ_ID_FIELD_MAX        64 /* longest id of a rule, role, category, profile or vendor */
 
 enum cmq_class { CMQ_CLASS_PUBLIC, CMQ_CLASS_PERSONAL, CMQ_CLASS_SENSITIVE, CMQ_CLASS__COUNT };
 enum cmq_tier { CMQ_TIER_TRUSTED, CMQ_TIER_RESTRICTED, CMQ_TIER_BLOCKED, CMQ_TIER__COUNT };
@@ -97,9 +97,9 @@ struct cmq_profile {
 
 struct cmq_rule {
 	char *id;
-	char *raw;            /* raw topic pattern, e.g. "raw/+/air/+" (last level = device) */
+	char *raw; /* raw topic pattern, e.g. "raw/+/air/+" (last level = device) */
 	enum cmq_class cls;
-	uint32_t category;    /* index into cmq_policy.categories */
+	uint32_t category; /* index into cmq_policy.categories */
 	char *purpose;
 	char *retention;      /* ISO 8601 duration, e.g. "P30D" */
 	uint32_t profile;     /* index into cmq_policy.profiles */
@@ -134,7 +134,8 @@ struct cmq_operator {
 	bool password_auth;
 	bool cert_auth;
 	struct cmq_pbkdf2 pw;
-	uint8_t cred_digest[32]; /* SHA-256 over role, auth methods and hash: changes force a kick */
+	uint8_t
+	    cred_digest[32]; /* SHA-256 over role, auth methods and hash: changes force a kick */
 };
 
 enum cmq_ca_owner { CMQ_CA_VENDOR, CMQ_CA_OPERATOR };
@@ -189,7 +190,7 @@ struct cmq_policy_files {
  * be present either way.
  */
 int cmq_policy_load(const struct cmq_policy_files *files, struct cmq_diag *diag,
-		    struct cmq_policy **out);
+                    struct cmq_policy **out);
 
 /* cmq_policy_free(NULL) is a no-op. */
 void cmq_policy_free(struct cmq_policy *p);
@@ -203,10 +204,10 @@ const char *cmq_scrub_kind_name(enum cmq_scrub_kind k);
 /* Lookups; borrowed pointers valid while the policy lives. */
 const struct cmq_vendor *cmq_policy_vendor_find(const struct cmq_policy *p, const char *id);
 const struct cmq_operator *cmq_policy_operator_find(const struct cmq_policy *p,
-						    const char *username, size_t len);
+                                                    const char *username, size_t len);
 /* The vendor whose device id prefix starts `device_id`, or NULL. */
 const struct cmq_vendor *cmq_policy_vendor_for_device(const struct cmq_policy *p,
-						      const char *device_id, size_t len);
+                                                      const char *device_id, size_t len);
 const struct cmq_role *cmq_policy_role_find(const struct cmq_policy *p, const char *id);
 
 /* Whether a vendor revoked this normalised serial (binary search). */

@@ -36,7 +36,7 @@ static int cmp_str(const void *a, const void *b)
 
 /* Pin fingerprints from a JSON array into *out; returns count or -1 on error. */
 static long load_fingerprints(struct cmq_load *l, struct cmq_jctx *c, struct json_object *arr,
-			      uint8_t (**out)[32])
+                              uint8_t (**out)[32])
 {
 	size_t n = json_object_array_length(arr);
 	uint8_t(*fps)[32];
@@ -45,7 +45,7 @@ static long load_fingerprints(struct cmq_load *l, struct cmq_jctx *c, struct jso
 	*out = NULL;
 	if (n == 0) {
 		cmq_jerr(c, "is empty; pin at least one CA certificate by its SHA-256 fingerprint "
-			    "(openssl x509 -noout -fingerprint -sha256 -in ca.pem)");
+		            "(openssl x509 -noout -fingerprint -sha256 -in ca.pem)");
 		return -1;
 	}
 	fps = cmq_calloc(n, sizeof(*fps));
@@ -59,9 +59,10 @@ static long load_fingerprints(struct cmq_load *l, struct cmq_jctx *c, struct jso
 		char q[160];
 
 		if (s != NULL && !cmq_fingerprint_parse(s, fps[got])) {
-			cmq_jerr(c, "%s is not a SHA-256 fingerprint; expected 64 hex digits, "
-				    "optionally in colon-separated pairs (AB:CD:...)",
-				 cmq_diag_quote(s, strlen(s), q, sizeof(q)));
+			cmq_jerr(c,
+			         "%s is not a SHA-256 fingerprint; expected 64 hex digits, "
+			         "optionally in colon-separated pairs (AB:CD:...)",
+			         cmq_diag_quote(s, strlen(s), q, sizeof(q)));
 		} else if (s != NULL) {
 			got++;
 		}
@@ -77,7 +78,7 @@ static long load_fingerprints(struct cmq_load *l, struct cmq_jctx *c, struct jso
 
 /* Register a pin; errors if the fingerprint is already pinned elsewhere. */
 static void add_pin(struct cmq_load *l, struct cmq_jctx *c, const uint8_t fp[32],
-		    enum cmq_ca_owner owner, uint32_t vendor)
+                    enum cmq_ca_owner owner, uint32_t vendor)
 {
 	struct cmq_policy *p = l->p;
 	struct cmq_pinned_ca *grown;
@@ -86,11 +87,12 @@ static void add_pin(struct cmq_load *l, struct cmq_jctx *c, const uint8_t fp[32]
 	for (size_t i = 0; i < p->n_cas; i++) {
 		if (memcmp(p->cas[i].sha256, fp, 32) == 0) {
 			cmq_fingerprint_format(fp, buf, sizeof(buf));
-			cmq_jerr(c, "CA %s is already pinned %s%s; a CA belongs to one vendor or to "
-				    "the operators",
-				 buf, p->cas[i].owner == CMQ_CA_VENDOR ? "by vendor " : "as ",
-				 p->cas[i].owner == CMQ_CA_VENDOR ? p->vendors[p->cas[i].vendor].id
-								  : "an operator CA");
+			cmq_jerr(c,
+			         "CA %s is already pinned %s%s; a CA belongs to one vendor or to "
+			         "the operators",
+			         buf, p->cas[i].owner == CMQ_CA_VENDOR ? "by vendor " : "as ",
+			         p->cas[i].owner == CMQ_CA_VENDOR ? p->vendors[p->cas[i].vendor].id
+			                                          : "an operator CA");
 			return;
 		}
 	}
@@ -108,7 +110,7 @@ static void add_pin(struct cmq_load *l, struct cmq_jctx *c, const uint8_t fp[32]
 }
 
 static bool load_vendor_categories(struct cmq_load *l, struct cmq_jctx *c, struct json_object *o,
-				   struct cmq_vendor *v)
+                                   struct cmq_vendor *v)
 {
 	struct json_object *arr = cmq_jarray(c, o, "categories", true);
 	const struct cmq_policy *p = l->p;
@@ -139,11 +141,11 @@ static bool load_vendor_categories(struct cmq_load *l, struct cmq_jctx *c, struc
 				list[0] = '\0';
 				for (size_t j = 0; j < p->n_categories && off + 70 < sizeof(list);
 				     j++)
-					off += (size_t)snprintf(list + off, sizeof(list) - off,
-								"%s%s", j ? ", " : "",
-								p->categories[j].id);
+					off +=
+					    (size_t)snprintf(list + off, sizeof(list) - off, "%s%s",
+					                     j ? ", " : "", p->categories[j].id);
 				cmq_jerr(c, "unknown data category %s; policy.json defines: %s",
-					 cmq_diag_quote(s, strlen(s), q, sizeof(q)), list);
+				         cmq_diag_quote(s, strlen(s), q, sizeof(q)), list);
 				ok = false;
 			} else {
 				v->categories |= (uint64_t)1 << k;
@@ -156,7 +158,7 @@ static bool load_vendor_categories(struct cmq_load *l, struct cmq_jctx *c, struc
 }
 
 static bool load_revoked(struct cmq_load *l, struct cmq_jctx *c, struct json_object *o,
-			 struct cmq_vendor *v)
+                         struct cmq_vendor *v)
 {
 	struct json_object *arr = cmq_jarray(c, o, "revoked_serials", false);
 	size_t n, base;
@@ -179,9 +181,10 @@ static bool load_revoked(struct cmq_load *l, struct cmq_jctx *c, struct json_obj
 		char norm[CMQ_SERIAL_HEX_MAX + 1], q[160];
 
 		if (s != NULL && !cmq_serial_normalise(s, norm)) {
-			cmq_jerr(c, "%s is not a certificate serial; expected hex digits as "
-				    "`openssl x509 -noout -serial` prints them",
-				 cmq_diag_quote(s, strlen(s), q, sizeof(q)));
+			cmq_jerr(c,
+			         "%s is not a certificate serial; expected hex digits as "
+			         "`openssl x509 -noout -serial` prints them",
+			         cmq_diag_quote(s, strlen(s), q, sizeof(q)));
 			ok = false;
 		} else if (s != NULL) {
 			v->revoked[v->n_revoked] = cmq_load_strdup(l, norm);
@@ -211,10 +214,16 @@ static void free_vendor(struct cmq_vendor *v)
 
 static void load_vendor(struct cmq_load *l, struct cmq_jctx *c, struct json_object *o)
 {
-	static const char *const keys[] = {"id",	 "name",	      "tier",
-					   "device_id_prefix", "ca_sha256", "categories",
-					   "revoked_serials",  "contact",   "notes",
-					   NULL};
+	static const char *const keys[] = {"id",
+	                                   "name",
+	                                   "tier",
+	                                   "device_id_prefix",
+	                                   "ca_sha256",
+	                                   "categories",
+	                                   "revoked_serials",
+	                                   "contact",
+	                                   "notes",
+	                                   NULL};
 	struct cmq_policy *p = l->p;
 	struct cmq_vendor *v = &p->vendors[p->n_vendors];
 	const char *id = NULL, *name = NULL, *tier = NULL, *prefix = NULL, *contact, *notes;
@@ -237,7 +246,8 @@ static void load_vendor(struct cmq_load *l, struct cmq_jctx *c, struct json_obje
 		if (!cmq_load_check_id(c, id, "vendor id")) {
 			ok = false;
 		} else if (cmq_strmap_get(&p->vendor_by_id, id, strlen(id)) != NULL) {
-			cmq_jerr(c, "duplicate vendor id %s", cmq_diag_quote(id, strlen(id), q, sizeof(q)));
+			cmq_jerr(c, "duplicate vendor id %s",
+			         cmq_diag_quote(id, strlen(id), q, sizeof(q)));
 			ok = false;
 		}
 		cmq_jpath_pop(c, old);
@@ -254,7 +264,7 @@ static void load_vendor(struct cmq_load *l, struct cmq_jctx *c, struct json_obje
 		old = cmq_jpath_push_key(c, "device_id_prefix");
 		if (!cmq_identity_check(prefix, strlen(prefix), &why)) {
 			cmq_jerr(c, "%s is not a valid device id prefix: it %s",
-				 cmq_diag_quote(prefix, strlen(prefix), q, sizeof(q)), why);
+			         cmq_diag_quote(prefix, strlen(prefix), q, sizeof(q)), why);
 			ok = false;
 		}
 		cmq_jpath_pop(c, old);
@@ -309,21 +319,25 @@ static void check_prefixes(struct cmq_load *l, const char *file)
 	qsort(sorted, p->n_vendors, sizeof(*sorted), cmp_str);
 	for (size_t i = 0; i + 1 < p->n_vendors; i++) {
 		if (strncmp(sorted[i + 1], sorted[i], strlen(sorted[i])) == 0) {
-			cmq_diag_add(l->diag, CMQ_DIAG_ERROR, file, "$.vendors",
-				     "device id prefix \"%s\" is a prefix of \"%s\"; each device id "
-				     "must name exactly one vendor (e.g. end prefixes with '-')",
-				     sorted[i], sorted[i + 1]);
+			cmq_diag_add(
+			    l->diag, CMQ_DIAG_ERROR, file, "$.vendors",
+			    "device id prefix \"%s\" is a prefix of \"%s\"; each device id "
+			    "must name exactly one vendor (e.g. end prefixes with '-')",
+			    sorted[i], sorted[i + 1]);
 		}
 	}
 	cmq_free(sorted);
 	for (size_t i = 0; i < p->n_vendors && !l->nomem; i++) {
 		struct cmq_vendor *v = &p->vendors[i];
 		size_t k;
+		int rc = cmq_strmap_put(&p->vendor_by_prefix, v->prefix, v->prefix_len, v, NULL);
 
-		if (cmq_strmap_put(&p->vendor_by_prefix, v->prefix, v->prefix_len, v, NULL) !=
-		    CMQ_OK) {
-			continue; /* equal prefixes were reported above */
+		if (rc == CMQ_ERR_NOMEM) {
+			l->nomem = true;
+			break;
 		}
+		if (rc != CMQ_OK)
+			continue; /* equal prefixes were reported above */
 		for (k = 0; k < p->n_prefix_lens; k++) {
 			if (p->prefix_lens[k] == v->prefix_len)
 				break;
@@ -345,7 +359,7 @@ void cmq_load_vendors_json(struct cmq_load *l, const char *file, struct json_obj
 	cmq_jctx_init(&c, file, l->diag);
 	if (!json_object_is_type(root, json_type_object)) {
 		cmq_jerr(&c, "expected an object with a \"vendors\" array, got %s",
-			 cmq_jdescribe(root, d, sizeof(d)));
+		         cmq_jdescribe(root, d, sizeof(d)));
 		return;
 	}
 	cmq_jcheck_keys(&c, root, keys);
@@ -364,7 +378,8 @@ void cmq_load_vendors_json(struct cmq_load *l, const char *file, struct json_obj
 		size_t old = cmq_jpath_push_index(&c, i);
 
 		if (!json_object_is_type(o, json_type_object))
-			cmq_jerr(&c, "expected a vendor object, got %s", cmq_jdescribe(o, d, sizeof(d)));
+			cmq_jerr(&c, "expected a vendor object, got %s",
+			         cmq_jdescribe(o, d, sizeof(d)));
 		else
 			load_vendor(l, &c, o);
 		cmq_jpath_pop(&c, old);
@@ -378,15 +393,15 @@ static void operator_digest(struct cmq_operator *op, const char *role, const cha
 {
 	char buf[CMQ_ID_FIELD_MAX + CMQ_PASSWD_STR_MAX + 8];
 	int n = snprintf(buf, sizeof(buf), "%s|%s|%c", role, hash ? hash : "",
-			 op->cert_auth ? 'c' : '-');
+	                 op->cert_auth ? 'c' : '-');
 
 	SHA256((const unsigned char *)buf, n > 0 ? (size_t)n : 0, op->cred_digest);
 }
 
 static void load_operator(struct cmq_load *l, struct cmq_jctx *c, struct json_object *o)
 {
-	static const char *const keys[] = {"username", "role", "password_hash", "certificate",
-					   "description", NULL};
+	static const char *const keys[] = {"username",    "role",        "password_hash",
+	                                   "certificate", "description", NULL};
 	struct cmq_policy *p = l->p;
 	struct cmq_operator *op = &p->operators[p->n_operators];
 	const char *user = NULL, *role = NULL, *hash = NULL, *desc = NULL, *why = NULL;
@@ -407,16 +422,18 @@ static void load_operator(struct cmq_load *l, struct cmq_jctx *c, struct json_ob
 		old = cmq_jpath_push_key(c, "username");
 		if (!cmq_identity_check(user, strlen(user), &why)) {
 			cmq_jerr(c, "%s is not an acceptable username: it %s",
-				 cmq_diag_quote(user, strlen(user), q, sizeof(q)), why);
+			         cmq_diag_quote(user, strlen(user), q, sizeof(q)), why);
 			ok = false;
 		} else if (cmq_strmap_get(&p->operator_by_name, user, strlen(user)) != NULL) {
 			cmq_jerr(c, "duplicate operator %s",
-				 cmq_diag_quote(user, strlen(user), q, sizeof(q)));
+			         cmq_diag_quote(user, strlen(user), q, sizeof(q)));
 			ok = false;
 		} else if ((v = cmq_policy_vendor_for_device(p, user, strlen(user))) != NULL) {
-			cmq_jerr(c, "%s starts with vendor %s's device id prefix \"%s\"; operator "
-				    "names must not look like device ids",
-				 cmq_diag_quote(user, strlen(user), q, sizeof(q)), v->id, v->prefix);
+			cmq_jerr(c,
+			         "%s starts with vendor %s's device id prefix \"%s\"; operator "
+			         "names must not look like device ids",
+			         cmq_diag_quote(user, strlen(user), q, sizeof(q)), v->id,
+			         v->prefix);
 			ok = false;
 		}
 		cmq_jpath_pop(c, old);
@@ -433,13 +450,13 @@ static void load_operator(struct cmq_load *l, struct cmq_jctx *c, struct json_ob
 			list[0] = '\0';
 			for (size_t i = 1; i < p->n_roles && off + 70 < sizeof(list); i++)
 				off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%s",
-							i > 1 ? ", " : "", p->roles[i].id);
+				                        i > 1 ? ", " : "", p->roles[i].id);
 			cmq_jerr(c, "unknown role %s; roles: %s",
-				 cmq_diag_quote(role, strlen(role), q, sizeof(q)), list);
+			         cmq_diag_quote(role, strlen(role), q, sizeof(q)), list);
 			ok = false;
 		} else if (r->kind == CMQ_ROLE_SENSOR) {
 			cmq_jerr(c, "\"sensor\" is the role of devices, which authenticate with "
-				    "vendor certificates; give operators another role");
+			            "vendor certificates; give operators another role");
 			ok = false;
 		}
 		cmq_jpath_pop(c, old);
@@ -451,13 +468,13 @@ static void load_operator(struct cmq_load *l, struct cmq_jctx *c, struct json_ob
 			ok = false;
 		} else if (op->pw.iterations < CMQ_PBKDF2_DEFAULT_ITERATIONS) {
 			cmq_jwarn(c, "only %u PBKDF2 iterations; use at least %u (civicmq-passwd)",
-				  (unsigned)op->pw.iterations, CMQ_PBKDF2_DEFAULT_ITERATIONS);
+			          (unsigned)op->pw.iterations, CMQ_PBKDF2_DEFAULT_ITERATIONS);
 		}
 		cmq_jpath_pop(c, old);
 	}
 	if (ok && hash == NULL && !cert) {
 		cmq_jerr(c, "operator can never log in: give a \"password_hash\" (civicmq-passwd) "
-			    "or \"certificate\": true, or both");
+		            "or \"certificate\": true, or both");
 		ok = false;
 	}
 	if (!ok || user == NULL || r == NULL)
@@ -467,9 +484,8 @@ static void load_operator(struct cmq_load *l, struct cmq_jctx *c, struct json_ob
 	op->password_auth = hash != NULL;
 	op->cert_auth = cert;
 	operator_digest(op, r->id, hash);
-	if (op->username == NULL ||
-	    cmq_strmap_put(&p->operator_by_name, op->username, strlen(op->username), op, NULL) !=
-		    CMQ_OK) {
+	if (op->username == NULL || cmq_strmap_put(&p->operator_by_name, op->username,
+	                                           strlen(op->username), op, NULL) != CMQ_OK) {
 		cmq_free(op->username);
 		l->nomem = true;
 		return;
@@ -479,8 +495,7 @@ static void load_operator(struct cmq_load *l, struct cmq_jctx *c, struct json_ob
 
 void cmq_load_operators_json(struct cmq_load *l, const char *file, struct json_object *root)
 {
-	static const char *const keys[] = {"operator_ca_sha256", "operators", "description",
-					   NULL};
+	static const char *const keys[] = {"operator_ca_sha256", "operators", "description", NULL};
 	struct cmq_policy *p = l->p;
 	struct json_object *arr, *fps;
 	struct cmq_jctx c;
@@ -490,7 +505,7 @@ void cmq_load_operators_json(struct cmq_load *l, const char *file, struct json_o
 	cmq_jctx_init(&c, file, l->diag);
 	if (!json_object_is_type(root, json_type_object)) {
 		cmq_jerr(&c, "expected an object with an \"operators\" array, got %s",
-			 cmq_jdescribe(root, d, sizeof(d)));
+		         cmq_jdescribe(root, d, sizeof(d)));
 		return;
 	}
 	cmq_jcheck_keys(&c, root, keys);
@@ -498,7 +513,8 @@ void cmq_load_operators_json(struct cmq_load *l, const char *file, struct json_o
 	if (fps != NULL && json_object_array_length(fps) > 64) {
 		size_t old = cmq_jpath_push_key(&c, "operator_ca_sha256");
 
-		cmq_jerr(&c, "pins %zu CAs; at most 64 operator CAs", json_object_array_length(fps));
+		cmq_jerr(&c, "pins %zu CAs; at most 64 operator CAs",
+		         json_object_array_length(fps));
 		cmq_jpath_pop(&c, old);
 	} else if (fps != NULL && json_object_array_length(fps) > 0) {
 		size_t old = cmq_jpath_push_key(&c, "operator_ca_sha256");
@@ -526,7 +542,7 @@ void cmq_load_operators_json(struct cmq_load *l, const char *file, struct json_o
 
 		if (!json_object_is_type(o, json_type_object))
 			cmq_jerr(&c, "expected an operator object, got %s",
-				 cmq_jdescribe(o, d, sizeof(d)));
+			         cmq_jdescribe(o, d, sizeof(d)));
 		else
 			load_operator(l, &c, o);
 		cmq_jpath_pop(&c, old);

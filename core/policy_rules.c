@@ -30,15 +30,15 @@ static const struct {
 	const char *name;
 	const char *const keys[8];
 } scrub_kinds[CMQ_SCRUB__COUNT] = {
-	{"keep", {"op", "path", NULL}},
-	{"drop", {"op", "path", NULL}},
-	{"pseudonymise", {"op", "path", NULL}},
-	{"generalise_location", {"op", "path", "geohash_precision", "grid_degrees", NULL}},
-	{"coarsen_time", {"op", "path", "seconds", NULL}},
-	{"round", {"op", "path", "step", NULL}},
-	{"bucket", {"op", "path", "bounds", NULL}},
-	{"redact", {"op", "path", "patterns", NULL}},
-	{"aggregate", {"op", "path", "group_by", "window_seconds", "k", "noise_epsilon", NULL}},
+    {"keep", {"op", "path", NULL}},
+    {"drop", {"op", "path", NULL}},
+    {"pseudonymise", {"op", "path", NULL}},
+    {"generalise_location", {"op", "path", "geohash_precision", "grid_degrees", NULL}},
+    {"coarsen_time", {"op", "path", "seconds", NULL}},
+    {"round", {"op", "path", "step", NULL}},
+    {"bucket", {"op", "path", "bounds", NULL}},
+    {"redact", {"op", "path", "patterns", NULL}},
+    {"aggregate", {"op", "path", "group_by", "window_seconds", "k", "noise_epsilon", NULL}},
 };
 
 /* The built-in roles and the grants they always have (see DESIGN.md "Roles"). */
@@ -48,28 +48,28 @@ static const struct {
 	const char *allow[CMQ_OP__COUNT];
 	const char *deny[CMQ_OP__COUNT];
 } builtin_roles[CMQ_BUILTIN_ROLES] = {
-	[CMQ_ROLE_SENSOR] = {"sensor",
-			     "devices with a certificate from a pinned vendor CA; publish raw "
-			     "topics as the topic rules allow, receive their own commands",
-			     {NULL, "cmd/+/+/%c", "cmd/+/+/%c"},
-			     {NULL, NULL, NULL}},
-	[CMQ_ROLE_GATEWAY] = {"gateway",
-			      "the scrubbing gateway: the only reader of raw/ topics and the only "
-			      "publisher of city/ topics",
-			      {"city/#", "raw/#", "raw/#"},
-			      {"city/transparency/#", NULL, NULL}},
-	[CMQ_ROLE_DASHBOARD] = {"dashboard",
-				"dashboards: read scrubbed city/ topics only",
-				{NULL, "city/#", "city/#"},
-				{NULL, NULL, NULL}},
-	[CMQ_ROLE_ADMIN] = {"admin",
-			    "administrators of vendors, devices and consent; read city/ topics",
-			    {NULL, "city/#", "city/#"},
-			    {NULL, NULL, NULL}},
-	[CMQ_ROLE_BRIDGE] = {"bridge",
-			     "a district broker's bridge: forwards raw topics with their provenance",
-			     {NULL, NULL, NULL},
-			     {NULL, NULL, NULL}},
+    [CMQ_ROLE_SENSOR] = {"sensor",
+                         "devices with a certificate from a pinned vendor CA; publish raw "
+                         "topics as the topic rules allow, receive their own commands",
+                         {NULL, "cmd/+/+/%c", "cmd/+/+/%c"},
+                         {NULL, NULL, NULL}},
+    [CMQ_ROLE_GATEWAY] = {"gateway",
+                          "the scrubbing gateway: the only reader of raw/ topics and the only "
+                          "publisher of city/ topics",
+                          {"city/#", "raw/#", "raw/#"},
+                          {"city/transparency/#", NULL, NULL}},
+    [CMQ_ROLE_DASHBOARD] = {"dashboard",
+                            "dashboards: read scrubbed city/ topics only",
+                            {NULL, "city/#", "city/#"},
+                            {NULL, NULL, NULL}},
+    [CMQ_ROLE_ADMIN] = {"admin",
+                        "administrators of vendors, devices and consent; read city/ topics",
+                        {NULL, "city/#", "city/#"},
+                        {NULL, NULL, NULL}},
+    [CMQ_ROLE_BRIDGE] = {"bridge",
+                         "a district broker's bridge: forwards raw topics with their provenance",
+                         {NULL, NULL, NULL},
+                         {NULL, NULL, NULL}},
 };
 
 const char *cmq_class_name(enum cmq_class c)
@@ -107,7 +107,7 @@ static int find_profile(const struct cmq_policy *p, const char *id)
 
 /* "valid: a, b, c" lists built from loaded items, for unknown-reference errors. */
 static void list_ids(char *buf, size_t buflen, size_t n, const char *(*get)(const void *, size_t),
-		     const void *arr)
+                     const void *arr)
 {
 	size_t off = 0;
 
@@ -143,7 +143,7 @@ static int ref_category(struct cmq_jctx *c, const struct cmq_policy *p, const ch
 		return i;
 	list_ids(list, sizeof(list), p->n_categories, category_id_at, p->categories);
 	cmq_jerr(c, "unknown data category %s; defined categories: %s",
-		 cmq_diag_quote(id, strlen(id), q, sizeof(q)), list);
+	         cmq_diag_quote(id, strlen(id), q, sizeof(q)), list);
 	return -1;
 }
 
@@ -163,9 +163,10 @@ static bool load_version(struct cmq_load *l, struct cmq_jctx *c, struct json_obj
 		      (*s >= '0' && *s <= '9') || *s == '.' || *s == '-' || *s == '_')) {
 			size_t old = cmq_jpath_push_key(c, "version");
 
-			cmq_jerr(c, "%s is not a valid version; use letters, digits, '.', '-', '_' "
-				    "(e.g. \"2026-11-28.1\")",
-				 cmq_diag_quote(v, strlen(v), q, sizeof(q)));
+			cmq_jerr(c,
+			         "%s is not a valid version; use letters, digits, '.', '-', '_' "
+			         "(e.g. \"2026-11-28.1\")",
+			         cmq_diag_quote(v, strlen(v), q, sizeof(q)));
 			cmq_jpath_pop(c, old);
 			return false;
 		}
@@ -206,7 +207,7 @@ static void load_categories(struct cmq_load *l, struct cmq_jctx *c, struct json_
 	n = json_object_array_length(arr);
 	if (n == 0 || n > CMQ_MAX_CATEGORIES) {
 		cmq_jerr(c, "has %zu entries; define between 1 and %d data categories", n,
-			 CMQ_MAX_CATEGORIES);
+		         CMQ_MAX_CATEGORIES);
 		cmq_jpath_pop(c, base);
 		return;
 	}
@@ -236,7 +237,7 @@ static void load_categories(struct cmq_load *l, struct cmq_jctx *c, struct json_
 				id = NULL;
 			} else if (find_category(p, id) >= 0) {
 				cmq_jerr(c, "duplicate category id %s",
-					 cmq_diag_quote(id, strlen(id), q, sizeof(q)));
+				         cmq_diag_quote(id, strlen(id), q, sizeof(q)));
 				id = NULL;
 			}
 			cmq_jpath_pop(c, o2);
@@ -249,8 +250,12 @@ static void load_categories(struct cmq_load *l, struct cmq_jctx *c, struct json_
 			cat->id = cmq_load_strdup(l, id);
 			cat->description = cmq_load_strdup(l, desc);
 			cat->resident_linked = linked;
-			if (cat->id != NULL)
+			if (cat->id != NULL) {
 				p->n_categories++;
+			} else {
+				cmq_free(cat->description); /* out of memory: not counted, not kept */
+				cat->description = NULL;
+			}
 		}
 		cmq_jpath_pop(c, old);
 	}
@@ -258,7 +263,7 @@ static void load_categories(struct cmq_load *l, struct cmq_jctx *c, struct json_
 }
 
 static void load_profile_ops(struct cmq_load *l, struct cmq_jctx *c, struct json_object *arr,
-			     struct cmq_profile *prof)
+                             struct cmq_profile *prof)
 {
 	static const char *kind_names[CMQ_SCRUB__COUNT + 1];
 	size_t n = json_object_array_length(arr);
@@ -268,7 +273,7 @@ static void load_profile_ops(struct cmq_load *l, struct cmq_jctx *c, struct json
 	kind_names[CMQ_SCRUB__COUNT] = NULL;
 	if (n == 0) {
 		cmq_jerr(c, "is empty; a profile needs at least one operation (fields nobody "
-			    "keeps are dropped)");
+		            "keeps are dropped)");
 		return;
 	}
 	prof->ops = cmq_calloc(n, sizeof(*prof->ops));
@@ -301,7 +306,7 @@ static void load_profile_ops(struct cmq_load *l, struct cmq_jctx *c, struct json
 				size_t o2 = cmq_jpath_push_key(c, "path");
 
 				cmq_jerr(c, "is empty; name a field, e.g. \"location\" or "
-					    "\"observedVehicle.licensePlate\"");
+				            "\"observedVehicle.licensePlate\"");
 				cmq_jpath_pop(c, o2);
 			} else {
 				struct cmq_scrub_op *op = &prof->ops[prof->n_ops];
@@ -355,7 +360,7 @@ static void load_profiles(struct cmq_load *l, struct cmq_jctx *c, struct json_ob
 				id = NULL;
 			} else if (find_profile(p, id) >= 0) {
 				cmq_jerr(c, "duplicate scrub profile id %s",
-					 cmq_diag_quote(id, strlen(id), q, sizeof(q)));
+				         cmq_diag_quote(id, strlen(id), q, sizeof(q)));
 				id = NULL;
 			}
 			cmq_jpath_pop(c, o2);
@@ -371,12 +376,15 @@ static void load_profiles(struct cmq_load *l, struct cmq_jctx *c, struct json_ob
 		if (id != NULL && prof->n_ops > 0) {
 			prof->id = cmq_load_strdup(l, id);
 			prof->description = cmq_load_strdup(l, desc ? desc : "");
-			if (prof->id != NULL)
-				p->n_profiles++;
+		}
+		if (prof->id != NULL) {
+			p->n_profiles++;
 		} else {
+			/* Rejected, or its id could not be copied: free what the slot holds. */
 			for (size_t k = 0; k < prof->n_ops; k++)
 				cmq_free(prof->ops[k].path);
 			cmq_free(prof->ops);
+			cmq_free(prof->description);
 			memset(prof, 0, sizeof(*prof));
 		}
 		cmq_jpath_pop(c, old);
@@ -395,19 +403,19 @@ static bool check_raw_pattern(struct cmq_jctx *c, const char *raw, size_t *level
 
 	if (cmq_pattern_check(raw, strlen(raw), 0, &why) != 0) {
 		cmq_jerr(c, "%s is not a valid topic pattern: %s",
-			 cmq_diag_quote(raw, strlen(raw), q, sizeof(q)), why);
+		         cmq_diag_quote(raw, strlen(raw), q, sizeof(q)), why);
 		return false;
 	}
 	cmq_level_first(&it, raw, strlen(raw));
 	do {
 		if (n == 0 && (it.len != 3 || memcmp(it.s, "raw", 3) != 0)) {
 			cmq_jerr(c, "%s must start with \"raw/\"",
-				 cmq_diag_quote(raw, strlen(raw), q, sizeof(q)));
+			         cmq_diag_quote(raw, strlen(raw), q, sizeof(q)));
 			return false;
 		}
 		if (it.len == 1 && it.s[0] == '#') {
 			cmq_jerr(c, "%s may not use '#': the last level must be '+', the device id",
-				 cmq_diag_quote(raw, strlen(raw), q, sizeof(q)));
+			         cmq_diag_quote(raw, strlen(raw), q, sizeof(q)));
 			return false;
 		}
 		last_plus = it.len == 1 && it.s[0] == '+';
@@ -415,9 +423,9 @@ static bool check_raw_pattern(struct cmq_jctx *c, const char *raw, size_t *level
 	} while (cmq_level_next(&it));
 	if (n < 3 || !last_plus) {
 		cmq_jerr(c,
-			 "%s must have at least 3 levels and end in '+' (the device id), e.g. "
-			 "\"raw/+/air/+\"",
-			 cmq_diag_quote(raw, strlen(raw), q, sizeof(q)));
+		         "%s must have at least 3 levels and end in '+' (the device id), e.g. "
+		         "\"raw/+/air/+\"",
+		         cmq_diag_quote(raw, strlen(raw), q, sizeof(q)));
 		return false;
 	}
 	*levels = n;
@@ -446,17 +454,17 @@ static bool pattern_level(const char *pat, size_t idx, const char **s, size_t *l
  * Scrubbed template: "city/<levels>", each level a literal (no + # % { }) or
  * "{N}" naming a '+' level of the raw pattern other than the last (device).
  */
-static bool check_template(struct cmq_jctx *c, const char *tmpl, const char *raw,
-			   size_t raw_levels)
+static bool check_template(struct cmq_jctx *c, const char *tmpl, const char *raw, size_t raw_levels)
 {
 	struct cmq_level it;
 	size_t n = 0;
 	char q[160];
 
 	if (strncmp(tmpl, "city/", 5) != 0 || strncmp(tmpl, "city/transparency", 17) == 0) {
-		cmq_jerr(c, "%s must start with \"city/\" (city/transparency/ is reserved for the "
-			    "register)",
-			 cmq_diag_quote(tmpl, strlen(tmpl), q, sizeof(q)));
+		cmq_jerr(c,
+		         "%s must start with \"city/\" (city/transparency/ is reserved for the "
+		         "register)",
+		         cmq_diag_quote(tmpl, strlen(tmpl), q, sizeof(q)));
 		return false;
 	}
 	if (!cmq_utf8_valid(tmpl, strlen(tmpl))) {
@@ -477,26 +485,30 @@ static bool check_template(struct cmq_jctx *c, const char *tmpl, const char *raw
 				idx = idx * 10 + (size_t)(it.s[k] - '0');
 			}
 			if (k != it.len - 1) {
-				cmq_jerr(c, "%s: placeholder must be {N} with N a level number of "
-					    "the raw pattern",
-					 cmq_diag_quote(tmpl, strlen(tmpl), q, sizeof(q)));
+				cmq_jerr(c,
+				         "%s: placeholder must be {N} with N a level number of "
+				         "the raw pattern",
+				         cmq_diag_quote(tmpl, strlen(tmpl), q, sizeof(q)));
 				return false;
 			}
 			if (idx + 1 >= raw_levels) {
-				cmq_jerr(c,
-					 "%s: {%zu} %s; placeholders may name only wildcard levels "
-					 "of %s other than the last (the device id never appears in "
-					 "scrubbed topics)",
-					 cmq_diag_quote(tmpl, strlen(tmpl), q, sizeof(q)), idx,
-					 idx + 1 == raw_levels ? "is the device id level"
-							       : "is beyond the raw pattern",
-					 raw);
+				cmq_jerr(
+				    c,
+				    "%s: {%zu} %s; placeholders may name only wildcard levels "
+				    "of %s other than the last (the device id never appears in "
+				    "scrubbed topics)",
+				    cmq_diag_quote(tmpl, strlen(tmpl), q, sizeof(q)), idx,
+				    idx + 1 == raw_levels ? "is the device id level"
+				                          : "is beyond the raw pattern",
+				    raw);
 				return false;
 			}
 			if (!pattern_level(raw, idx, &ls, &llen) || llen != 1 || ls[0] != '+') {
-				cmq_jerr(c, "%s: {%zu} names a fixed level of %s; use the literal "
-					    "text instead",
-					 cmq_diag_quote(tmpl, strlen(tmpl), q, sizeof(q)), idx, raw);
+				cmq_jerr(c,
+				         "%s: {%zu} names a fixed level of %s; use the literal "
+				         "text instead",
+				         cmq_diag_quote(tmpl, strlen(tmpl), q, sizeof(q)), idx,
+				         raw);
 				return false;
 			}
 			continue;
@@ -506,22 +518,23 @@ static bool check_template(struct cmq_jctx *c, const char *tmpl, const char *raw
 
 			if (ch == '+' || ch == '#' || ch == '%' || ch == '{' || ch == '}' ||
 			    (unsigned char)ch < 0x20) {
-				cmq_jerr(c, "%s: level %zu contains '%c'; levels are literal text or "
-					    "{N}",
-					 cmq_diag_quote(tmpl, strlen(tmpl), q, sizeof(q)), n - 1,
-					 (unsigned char)ch < 0x20 ? '?' : ch);
+				cmq_jerr(c,
+				         "%s: level %zu contains '%c'; levels are literal text or "
+				         "{N}",
+				         cmq_diag_quote(tmpl, strlen(tmpl), q, sizeof(q)), n - 1,
+				         (unsigned char)ch < 0x20 ? '?' : ch);
 				return false;
 			}
 		}
 		if (it.len == 0) {
 			cmq_jerr(c, "%s has an empty level",
-				 cmq_diag_quote(tmpl, strlen(tmpl), q, sizeof(q)));
+			         cmq_diag_quote(tmpl, strlen(tmpl), q, sizeof(q)));
 			return false;
 		}
 	} while (cmq_level_next(&it));
 	if (n < 2) {
 		cmq_jerr(c, "%s needs at least two levels",
-			 cmq_diag_quote(tmpl, strlen(tmpl), q, sizeof(q)));
+		         cmq_diag_quote(tmpl, strlen(tmpl), q, sizeof(q)));
 		return false;
 	}
 	return true;
@@ -565,12 +578,12 @@ static bool retention_valid(const char *s)
 
 static void load_rule(struct cmq_load *l, struct cmq_jctx *c, struct json_object *o)
 {
-	static const char *const keys[] = {"id",	  "raw",      "class",    "category",
-					   "purpose",	  "retention", "profile", "scrubbed",
-					   "max_payload_bytes", NULL};
+	static const char *const keys[] = {
+	    "id",        "raw",     "class",    "category",          "purpose",
+	    "retention", "profile", "scrubbed", "max_payload_bytes", NULL};
 	struct cmq_policy *p = l->p;
-	const char *id = NULL, *raw = NULL, *cls = NULL, *cat = NULL, *purpose = NULL,
-		   *ret = NULL, *prof = NULL, *scrubbed = NULL;
+	const char *id = NULL, *raw = NULL, *cls = NULL, *cat = NULL, *purpose = NULL, *ret = NULL,
+	           *prof = NULL, *scrubbed = NULL;
 	uint64_t maxp = p->max_payload;
 	int cls_i = -1, cat_i = -1, prof_i = -1;
 	size_t raw_levels = 0, old;
@@ -615,14 +628,14 @@ static void load_rule(struct cmq_load *l, struct cmq_jctx *c, struct json_object
 	if (purpose != NULL && purpose[0] == '\0') {
 		old = cmq_jpath_push_key(c, "purpose");
 		cmq_jerr(c, "is empty; say why this data is collected (it is published in the "
-			    "transparency register)");
+		            "transparency register)");
 		cmq_jpath_pop(c, old);
 		ok = false;
 	}
 	if (ret != NULL && !retention_valid(ret)) {
 		old = cmq_jpath_push_key(c, "retention");
 		cmq_jerr(c, "%s is not an ISO 8601 duration; e.g. \"P30D\", \"P1Y\", \"PT24H\"",
-			 cmq_diag_quote(ret, strlen(ret), q, sizeof(q)));
+		         cmq_diag_quote(ret, strlen(ret), q, sizeof(q)));
 		cmq_jpath_pop(c, old);
 		ok = false;
 	}
@@ -632,12 +645,13 @@ static void load_rule(struct cmq_load *l, struct cmq_jctx *c, struct json_object
 		if (prof_i < 0) {
 			list_ids(list, sizeof(list), p->n_profiles, profile_id_at, p->profiles);
 			cmq_jerr(c, "unknown scrub profile %s; defined profiles: %s",
-				 cmq_diag_quote(prof, strlen(prof), q, sizeof(q)), list);
+			         cmq_diag_quote(prof, strlen(prof), q, sizeof(q)), list);
 			ok = false;
 		} else if (cls_i == CMQ_CLASS_SENSITIVE && !p->profiles[prof_i].aggregates) {
-			cmq_jerr(c, "profile %s has no aggregate operation; sensitive data may leave "
-				    "only as aggregates",
-				 cmq_diag_quote(prof, strlen(prof), q, sizeof(q)));
+			cmq_jerr(c,
+			         "profile %s has no aggregate operation; sensitive data may leave "
+			         "only as aggregates",
+			         cmq_diag_quote(prof, strlen(prof), q, sizeof(q)));
 			ok = false;
 		}
 		cmq_jpath_pop(c, old);
@@ -655,14 +669,15 @@ static void load_rule(struct cmq_load *l, struct cmq_jctx *c, struct json_object
 		uint32_t existing = 0;
 		const char *why = NULL;
 		int rc = cmq_trie_insert(p->rule_trie, raw, strlen(raw), 0, (uint32_t)p->n_rules,
-					 &why, &existing);
+		                         &why, &existing);
 
 		if (rc == CMQ_ERR_EXISTS) {
 			old = cmq_jpath_push_key(c, "raw");
-			cmq_jerr(c, "%s is already the pattern of rule %s; each raw pattern belongs "
-				    "to one rule",
-				 cmq_diag_quote(raw, strlen(raw), q, sizeof(q)),
-				 p->rules[existing].id);
+			cmq_jerr(c,
+			         "%s is already the pattern of rule %s; each raw pattern belongs "
+			         "to one rule",
+			         cmq_diag_quote(raw, strlen(raw), q, sizeof(q)),
+			         p->rules[existing].id);
 			cmq_jpath_pop(c, old);
 			return;
 		}
@@ -673,7 +688,7 @@ static void load_rule(struct cmq_load *l, struct cmq_jctx *c, struct json_object
 		if (rc != CMQ_OK) {
 			old = cmq_jpath_push_key(c, "raw");
 			cmq_jerr(c, "%s: %s", cmq_diag_quote(raw, strlen(raw), q, sizeof(q)),
-				 why ? why : "invalid pattern");
+			         why ? why : "invalid pattern");
 			cmq_jpath_pop(c, old);
 			return;
 		}
@@ -723,13 +738,13 @@ static void load_rules(struct cmq_load *l, struct cmq_jctx *c, struct json_objec
 			struct cmq_rule *r = &p->rules[before];
 			void *prev = NULL;
 			int rc = r->id ? cmq_strmap_put(&ids, r->id, strlen(r->id), r, &prev)
-				       : CMQ_ERR_NOMEM;
+			               : CMQ_ERR_NOMEM;
 
 			if (rc == CMQ_ERR_EXISTS) {
 				size_t o2 = cmq_jpath_push_key(c, "id");
 
 				cmq_jerr(c, "duplicate rule id %s",
-					 cmq_diag_quote(r->id, strlen(r->id), q, sizeof(q)));
+				         cmq_diag_quote(r->id, strlen(r->id), q, sizeof(q)));
 				cmq_jpath_pop(c, o2);
 			} else if (rc != CMQ_OK) {
 				l->nomem = true;
@@ -754,7 +769,7 @@ static bool first_level_may_be(const char *pat, const char *word)
 }
 
 static int role_add(struct cmq_role *r, bool deny, enum cmq_op op, const char *pat,
-		    const char **why)
+                    const char **why)
 {
 	struct cmq_trie **t = deny ? &r->deny[op] : &r->allow[op];
 	int rc;
@@ -767,7 +782,7 @@ static int role_add(struct cmq_role *r, bool deny, enum cmq_op op, const char *p
 
 /* Add one grant or deny; subscribe grants imply read, and both deny kinds block receiving. */
 static int role_apply(struct cmq_role *r, bool deny, enum cmq_op op, const char *pat,
-		      const char **why)
+                      const char **why)
 {
 	int rc = role_add(r, deny, op, pat, why);
 
@@ -781,7 +796,7 @@ static int role_apply(struct cmq_role *r, bool deny, enum cmq_op op, const char 
 }
 
 static void load_role_entries(struct cmq_load *l, struct cmq_jctx *c, struct json_object *o,
-			      struct cmq_role *r, bool deny)
+                              struct cmq_role *r, bool deny)
 {
 	static const char *const keys[] = {"access", "topic", NULL};
 	const char *field = deny ? "denies" : "grants";
@@ -799,9 +814,10 @@ static void load_role_entries(struct cmq_load *l, struct cmq_jctx *c, struct jso
 		int op = -1, rc;
 
 		if (!json_object_is_type(e, json_type_object)) {
-			cmq_jerr(c, "expected an object like {\"access\": \"publish\", \"topic\": "
-				    "\"cmd/+/signal/+\"}, got %s",
-				 cmq_jdescribe(e, d, sizeof(d)));
+			cmq_jerr(c,
+			         "expected an object like {\"access\": \"publish\", \"topic\": "
+			         "\"cmd/+/signal/+\"}, got %s",
+			         cmq_jdescribe(e, d, sizeof(d)));
 			cmq_jpath_pop(c, old);
 			continue;
 		}
@@ -820,32 +836,36 @@ static void load_role_entries(struct cmq_load *l, struct cmq_jctx *c, struct jso
 
 		if (cmq_pattern_check(topic, strlen(topic), CMQ_PATTERN_ALLOW_SUBST, &why) != 0) {
 			cmq_jerr(c, "%s is not a valid topic pattern: %s",
-				 cmq_diag_quote(topic, strlen(topic), q, sizeof(q)), why);
+			         cmq_diag_quote(topic, strlen(topic), q, sizeof(q)), why);
 		} else if (!deny && topic[0] == '$') {
-			cmq_jerr(c, "%s: topics starting with '$' are reserved and cannot be granted",
-				 cmq_diag_quote(topic, strlen(topic), q, sizeof(q)));
+			cmq_jerr(c,
+			         "%s: topics starting with '$' are reserved and cannot be granted",
+			         cmq_diag_quote(topic, strlen(topic), q, sizeof(q)));
 		} else if (!deny && op == CMQ_OP_PUBLISH && first_level_may_be(topic, "raw")) {
-			cmq_jerr(c,
-				 "%s could publish raw/ topics; only devices publish raw topics, as "
-				 "the topic rules allow (name a first level other than raw)",
-				 cmq_diag_quote(topic, strlen(topic), q, sizeof(q)));
+			cmq_jerr(
+			    c,
+			    "%s could publish raw/ topics; only devices publish raw topics, as "
+			    "the topic rules allow (name a first level other than raw)",
+			    cmq_diag_quote(topic, strlen(topic), q, sizeof(q)));
 		} else if (!deny && op == CMQ_OP_PUBLISH && r->kind != CMQ_ROLE_GATEWAY &&
-			   first_level_may_be(topic, "city")) {
-			cmq_jerr(c, "%s could publish city/ topics; only the gateway publishes "
-				    "scrubbed data",
-				 cmq_diag_quote(topic, strlen(topic), q, sizeof(q)));
-		} else if (!deny && op != CMQ_OP_PUBLISH && r->kind != CMQ_ROLE_GATEWAY &&
-			   first_level_may_be(topic, "raw")) {
+		           first_level_may_be(topic, "city")) {
 			cmq_jerr(c,
-				 "%s could read raw/ topics; only the gateway role reads raw data "
-				 "(name a first level other than raw)",
-				 cmq_diag_quote(topic, strlen(topic), q, sizeof(q)));
+			         "%s could publish city/ topics; only the gateway publishes "
+			         "scrubbed data",
+			         cmq_diag_quote(topic, strlen(topic), q, sizeof(q)));
+		} else if (!deny && op != CMQ_OP_PUBLISH && r->kind != CMQ_ROLE_GATEWAY &&
+		           first_level_may_be(topic, "raw")) {
+			cmq_jerr(c,
+			         "%s could read raw/ topics; only the gateway role reads raw data "
+			         "(name a first level other than raw)",
+			         cmq_diag_quote(topic, strlen(topic), q, sizeof(q)));
 		} else if ((rc = role_apply(r, deny, (enum cmq_op)op, topic, &why)) != CMQ_OK) {
 			if (rc == CMQ_ERR_NOMEM)
 				l->nomem = true;
 			else
-				cmq_jerr(c, "%s: %s", cmq_diag_quote(topic, strlen(topic), q, sizeof(q)),
-					 why ? why : "rejected");
+				cmq_jerr(c, "%s: %s",
+				         cmq_diag_quote(topic, strlen(topic), q, sizeof(q)),
+				         why ? why : "rejected");
 		}
 		cmq_jpath_pop(c, o2);
 		cmq_jpath_pop(c, old);
@@ -877,11 +897,11 @@ static void load_roles(struct cmq_load *l, struct cmq_jctx *c, struct json_objec
 		for (int op = 0; op < CMQ_OP__COUNT && !l->nomem; op++) {
 			if (builtin_roles[k].allow[op] &&
 			    role_add(r, false, (enum cmq_op)op, builtin_roles[k].allow[op], &why) !=
-				    CMQ_OK)
+			        CMQ_OK)
 				l->nomem = true;
 			if (builtin_roles[k].deny[op] &&
 			    role_add(r, true, (enum cmq_op)op, builtin_roles[k].deny[op], &why) !=
-				    CMQ_OK)
+			        CMQ_OK)
 				l->nomem = true;
 		}
 	}
@@ -917,7 +937,7 @@ static void load_roles(struct cmq_load *l, struct cmq_jctx *c, struct json_objec
 			r = &p->roles[found->kind];
 		} else if (found != NULL) {
 			cmq_jerr(c, "duplicate role id %s",
-				 cmq_diag_quote(id, strlen(id), q, sizeof(q)));
+			         cmq_diag_quote(id, strlen(id), q, sizeof(q)));
 		} else {
 			r = &p->roles[p->n_roles];
 			r->id = cmq_load_strdup(l, id);
@@ -937,15 +957,16 @@ static void load_roles(struct cmq_load *l, struct cmq_jctx *c, struct json_objec
 
 void cmq_load_policy_json(struct cmq_load *l, const char *file, struct json_object *root)
 {
-	static const char *const keys[] = {"version",	     "city",	"description",
-					   "categories",     "scrub_profiles", "topic_rules",
-					   "roles",	     "limits",	NULL};
+	static const char *const keys[] = {"version",    "city",           "description",
+	                                   "categories", "scrub_profiles", "topic_rules",
+	                                   "roles",      "limits",         NULL};
 	struct cmq_jctx c;
 	char d[160];
 
 	cmq_jctx_init(&c, file, l->diag);
 	if (!json_object_is_type(root, json_type_object)) {
-		cmq_jerr(&c, "expected the policy object, got %s", cmq_jdescribe(root, d, sizeof(d)));
+		cmq_jerr(&c, "expected the policy object, got %s",
+		         cmq_jdescribe(root, d, sizeof(d)));
 		return;
 	}
 	cmq_jcheck_keys(&c, root, keys);

@@ -33,7 +33,7 @@ void cmq_sessions_cleanup(struct cmq_sessions *s)
 }
 
 int cmq_sessions_put(struct cmq_sessions *s, const void *client, const char *client_id,
-		     const struct cmq_connect_result *r, bool by_cert)
+                     const struct cmq_connect_result *r, bool by_cert)
 {
 	struct cmq_session *e, *old;
 
@@ -90,7 +90,7 @@ const struct cmq_session *cmq_sessions_find(const struct cmq_sessions *s, const 
 }
 
 static bool pinned(const struct cmq_policy *p, const uint8_t fp[32], enum cmq_ca_owner owner,
-		   const struct cmq_vendor *v)
+                   const struct cmq_vendor *v)
 {
 	for (size_t i = 0; i < p->n_cas; i++) {
 		if (memcmp(p->cas[i].sha256, fp, 32) != 0 || p->cas[i].owner != owner)
@@ -121,7 +121,7 @@ enum cmq_reason cmq_session_check(const struct cmq_policy *p, const struct cmq_s
 	}
 	if (e->kind == CMQ_PRINCIPAL_OPERATOR) {
 		const struct cmq_operator *op =
-			cmq_policy_operator_find(p, e->username, strlen(e->username));
+		    cmq_policy_operator_find(p, e->username, strlen(e->username));
 
 		if (op == NULL)
 			return CMQ_REASON_UNKNOWN_OPERATOR;
@@ -135,8 +135,8 @@ enum cmq_reason cmq_session_check(const struct cmq_policy *p, const struct cmq_s
 }
 
 void cmq_sessions_revalidate(const struct cmq_sessions *s, const struct cmq_policy *p,
-			     void (*fn)(const struct cmq_session *e, enum cmq_reason why, void *ud),
-			     void *ud)
+                             void (*fn)(const struct cmq_session *e, enum cmq_reason why, void *ud),
+                             void *ud)
 {
 	for (size_t i = 0; i < s->by_id.cap; i++) {
 		const struct cmq_session *e = s->by_id.slots[i].value;

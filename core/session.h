@@ -26,7 +26,7 @@ struct cmq_session {
 	char *client_id;
 	char *username;
 	enum cmq_principal_kind kind;
-	char *vendor_id;     /* devices */
+	char *vendor_id; /* devices */
 	char serial[CMQ_SERIAL_HEX_MAX + 1];
 	bool by_cert;
 	uint8_t ca_sha256[32];   /* certificate clients */
@@ -47,7 +47,7 @@ void cmq_sessions_cleanup(struct cmq_sessions *s);
  * unchanged; the caller should refuse the connection: fail closed).
  */
 int cmq_sessions_put(struct cmq_sessions *s, const void *client, const char *client_id,
-		     const struct cmq_connect_result *r, bool by_cert);
+                     const struct cmq_connect_result *r, bool by_cert);
 
 /* Forget client_id if its entry belongs to client. */
 void cmq_sessions_remove(struct cmq_sessions *s, const void *client, const char *client_id);
@@ -63,7 +63,7 @@ enum cmq_reason cmq_session_check(const struct cmq_policy *p, const struct cmq_s
  * modify s (collect ids, then kick after this returns).
  */
 void cmq_sessions_revalidate(const struct cmq_sessions *s, const struct cmq_policy *p,
-			     void (*fn)(const struct cmq_session *e, enum cmq_reason why, void *ud),
-			     void *ud);
+                             void (*fn)(const struct cmq_session *e, enum cmq_reason why, void *ud),
+                             void *ud);
 
 #endif

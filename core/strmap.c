@@ -76,7 +76,7 @@ static int grow(struct cmq_strmap *m)
 }
 
 static int insert(struct cmq_strmap *m, const char *key, size_t len, void *value, void **existing,
-		  int replace)
+                  int replace)
 {
 	uint32_t h;
 	size_t i;

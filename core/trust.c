@@ -43,16 +43,23 @@ static const struct cmq_pinned_ca *find_issuer(const struct cmq_policy *p, X509 
 	return NULL;
 }
 
-/* The single CN as UTF-8 (free with OPENSSL_free); NULL if absent or repeated. */
-static unsigned char *subject_cn(X509 *cert, size_t *len)
+/*
+ * The single CN as UTF-8 (free with OPENSSL_free). NULL if absent or repeated
+ * (*present false), or if present but not convertible to UTF-8, e.g. a CN
+ * encoded as a BIT STRING (*present true: the CN is there, it is just not an
+ * acceptable identity).
+ */
+static unsigned char *subject_cn(X509 *cert, size_t *len, bool *present)
 {
 	const X509_NAME *name = X509_get_subject_name(cert);
 	int idx = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
 	unsigned char *utf8 = NULL;
 	int n;
 
+	*present = false;
 	if (idx < 0 || X509_NAME_get_index_by_NID(name, NID_commonName, idx) >= 0)
 		return NULL;
+	*present = true;
 	n = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, idx)));
 	if (n < 0) {
 		ERR_clear_error();
@@ -84,20 +91,21 @@ static bool check_client_id(const char *client_id, struct cmq_connect_result *ou
 	if (client_id != NULL && cmq_identity_check(client_id, strlen(client_id), &why))
 		return true;
 	snprintf(out->detail, sizeof(out->detail), "client id %s %s",
-		 cmq_diag_quote(client_id ? client_id : "", client_id ? strlen(client_id) : 0, q,
-				sizeof(q)),
-		 why);
+	         cmq_diag_quote(client_id ? client_id : "", client_id ? strlen(client_id) : 0, q,
+	                        sizeof(q)),
+	         why);
 	return false;
 }
 
 enum cmq_decision cmq_connect_check_cert(const struct cmq_policy *p, X509 *cert,
-					 const char *client_id, struct cmq_connect_result *out)
+                                         const char *client_id, struct cmq_connect_result *out)
 {
 	const struct cmq_pinned_ca *ca;
 	char cn[CMQ_ID_MAX + 1], q[200], issuer[160];
 	unsigned char *raw_cn;
 	size_t cn_len = 0;
 	const char *why = NULL;
+	bool cn_present = false;
 
 	reset(out);
 	if (p == NULL)
@@ -108,16 +116,20 @@ enum cmq_decision cmq_connect_check_cert(const struct cmq_policy *p, X509 *cert,
 	if (ca == NULL) {
 		X509_NAME_oneline(X509_get_issuer_name(cert), issuer, sizeof(issuer));
 		snprintf(out->detail, sizeof(out->detail), "issuer %s",
-			 cmq_diag_quote(issuer, strlen(issuer), q, sizeof(q)));
+		         cmq_diag_quote(issuer, strlen(issuer), q, sizeof(q)));
 		return deny(out, CMQ_REASON_CERT_ISSUER_UNKNOWN);
 	}
 	memcpy(out->ca_sha256, ca->sha256, 32);
-	raw_cn = subject_cn(cert, &cn_len);
+	raw_cn = subject_cn(cert, &cn_len, &cn_present);
+	if (raw_cn == NULL && cn_present) {
+		snprintf(out->detail, sizeof(out->detail), "CN is not a character string");
+		return deny(out, CMQ_REASON_CERT_CN_INVALID);
+	}
 	if (raw_cn == NULL)
 		return deny(out, CMQ_REASON_CERT_NO_CN);
 	if (!cmq_identity_check((const char *)raw_cn, cn_len, &why)) {
 		snprintf(out->detail, sizeof(out->detail), "CN %s %s",
-			 cmq_diag_quote((const char *)raw_cn, cn_len, q, sizeof(q)), why);
+		         cmq_diag_quote((const char *)raw_cn, cn_len, q, sizeof(q)), why);
 		OPENSSL_free(raw_cn);
 		return deny(out, CMQ_REASON_CERT_CN_INVALID);
 	}
@@ -133,27 +145,27 @@ enum cmq_decision cmq_connect_check_cert(const struct cmq_policy *p, X509 *cert,
 		const struct cmq_vendor *v = &p->vendors[ca->vendor];
 
 		snprintf(out->detail, sizeof(out->detail), "device %s of vendor %s (%s)", cn, v->id,
-			 cmq_tier_name(v->tier));
+		         cmq_tier_name(v->tier));
 		out->who.vendor = v;
 		if (v->tier == CMQ_TIER_BLOCKED)
 			return deny(out, CMQ_REASON_VENDOR_BLOCKED);
 		if (cn_len <= v->prefix_len || memcmp(cn, v->prefix, v->prefix_len) != 0) {
 			snprintf(out->detail, sizeof(out->detail),
-				 "CN %s lacks vendor %s's device id prefix \"%s\"", cn, v->id,
-				 v->prefix);
+			         "CN %s lacks vendor %s's device id prefix \"%s\"", cn, v->id,
+			         v->prefix);
 			return deny(out, CMQ_REASON_CN_PREFIX);
 		}
 		if (cmq_vendor_is_revoked(v, out->serial)) {
 			snprintf(out->detail, sizeof(out->detail),
-				 "device %s of vendor %s, serial %s", cn, v->id, out->serial);
+			         "device %s of vendor %s, serial %s", cn, v->id, out->serial);
 			return deny(out, CMQ_REASON_SERIAL_REVOKED);
 		}
 		if (!check_client_id(client_id, out))
 			return deny(out, CMQ_REASON_CLIENT_ID_INVALID);
 		if (strcmp(client_id, cn) != 0) {
 			snprintf(out->detail, sizeof(out->detail),
-				 "client id %s but certificate CN \"%s\"",
-				 cmq_diag_quote(client_id, strlen(client_id), q, sizeof(q)), cn);
+			         "client id %s but certificate CN \"%s\"",
+			         cmq_diag_quote(client_id, strlen(client_id), q, sizeof(q)), cn);
 			return deny(out, CMQ_REASON_CLIENT_ID_MISMATCH);
 		}
 		out->who.kind = CMQ_PRINCIPAL_DEVICE;
@@ -177,8 +189,8 @@ enum cmq_decision cmq_connect_check_cert(const struct cmq_policy *p, X509 *cert,
 }
 
 enum cmq_decision cmq_connect_check_password(const struct cmq_policy *p, const char *username,
-					     const char *password, const char *client_id,
-					     struct cmq_connect_result *out)
+                                             const char *password, const char *client_id,
+                                             struct cmq_connect_result *out)
 {
 	const struct cmq_operator *op;
 	size_t pwlen = password ? strlen(password) : 0;
@@ -192,7 +204,7 @@ enum cmq_decision cmq_connect_check_password(const struct cmq_policy *p, const c
 		return deny(out, CMQ_REASON_NO_CREDENTIALS);
 	if (!cmq_identity_check(username, strlen(username), &why)) {
 		snprintf(out->detail, sizeof(out->detail), "username %s %s",
-			 cmq_diag_quote(username, strlen(username), q, sizeof(q)), why);
+		         cmq_diag_quote(username, strlen(username), q, sizeof(q)), why);
 		return deny(out, CMQ_REASON_USERNAME_INVALID);
 	}
 	snprintf(out->detail, sizeof(out->detail), "operator \"%s\"", username);
@@ -201,9 +213,10 @@ enum cmq_decision cmq_connect_check_password(const struct cmq_policy *p, const c
 		/* Same cost as a real check, so timing does not reveal which operators exist. */
 		(void)cmq_passwd_verify(NULL, password, pwlen);
 		return deny(out, op == NULL ? CMQ_REASON_UNKNOWN_OPERATOR
-					    : CMQ_REASON_PASSWORD_NOT_ALLOWED);
+		                            : CMQ_REASON_PASSWORD_NOT_ALLOWED);
 	}
-	if (password == NULL || !cmq_passwd_verify(&op->pw, password, pwlen))
+	/* A missing password costs a full check too: a quick refusal would reveal the name. */
+	if (!cmq_passwd_verify(&op->pw, password, pwlen) || password == NULL)
 		return deny(out, CMQ_REASON_BAD_PASSWORD);
 	if (!check_client_id(client_id, out))
 		return deny(out, CMQ_REASON_CLIENT_ID_INVALID);
@@ -215,8 +228,8 @@ enum cmq_decision cmq_connect_check_password(const struct cmq_policy *p, const c
 	return CMQ_ALLOW;
 }
 
-enum cmq_reason cmq_principal_resolve(const struct cmq_policy *p, const char *username,
-				      size_t len, struct cmq_principal *out)
+enum cmq_reason cmq_principal_resolve(const struct cmq_policy *p, const char *username, size_t len,
+                                      struct cmq_principal *out)
 {
 	memset(out, 0, sizeof(*out));
 	if (p == NULL || username == NULL)

@@ -53,18 +53,18 @@ struct cmq_connect_result {
  * *out is fully reset first. Returns CMQ_ALLOW or CMQ_DENY (reason in *out).
  */
 enum cmq_decision cmq_connect_check_cert(const struct cmq_policy *p, X509 *cert,
-					 const char *client_id, struct cmq_connect_result *out);
+                                         const char *client_id, struct cmq_connect_result *out);
 
 /* Decide a username/password connection (no certificate). Same conventions. */
 enum cmq_decision cmq_connect_check_password(const struct cmq_policy *p, const char *username,
-					     const char *password, const char *client_id,
-					     struct cmq_connect_result *out);
+                                             const char *password, const char *client_id,
+                                             struct cmq_connect_result *out);
 
 /*
  * Resolve a username set at connect. Returns CMQ_REASON_OK with *out filled,
  * or CMQ_REASON_NO_IDENTITY (out->kind NONE). Allocates nothing.
  */
-enum cmq_reason cmq_principal_resolve(const struct cmq_policy *p, const char *username,
-				      size_t len, struct cmq_principal *out);
+enum cmq_reason cmq_principal_resolve(const struct cmq_policy *p, const char *username, size_t len,
+                                      struct cmq_principal *out);
 
 #endif

@@ -39,20 +39,19 @@
 /* The plugin options: one table drives parsing, validation and the log of settings. */
 #define OPT(field) offsetof(struct cmq_plugin, field)
 static const struct cmq_option options[] = {
-	{"policy", CMQ_OPT_PATH, OPT(policy_path), NULL, 0, 0,
-	 "policy.json: data categories, scrub profiles, topic rules, roles, limits"},
-	{"vendors", CMQ_OPT_PATH, OPT(vendors_path), NULL, 0, 0,
-	 "vendors.json: the vendor trust list"},
-	{"operators", CMQ_OPT_PATH, OPT(operators_path), NULL, 0, 0,
-	 "operators.json: operator accounts and pinned operator CAs"},
-	{"ca_file", CMQ_OPT_PATH, OPT(ca_file), NULL, 0, 0,
-	 "PEM bundle holding every pinned vendor and operator CA (normally the device "
-	 "listener's cafile)"},
-	{"log_denials", CMQ_OPT_BOOL, OPT(log_denials), "true", 0, 1,
-	 "log each refused connection, publish, subscribe or delivery with its reason"},
-	{"deny_log_rate", CMQ_OPT_UINT, OPT(deny_log_rate), "50", 1, 100000,
-	 "at most this many refusal lines per second; the rest are counted and summarised"},
-	{NULL, CMQ_OPT_PATH, 0, NULL, 0, 0, NULL},
+    {"policy", CMQ_OPT_PATH, OPT(policy_path), NULL, 0, 0,
+     "policy.json: data categories, scrub profiles, topic rules, roles, limits"},
+    {"vendors", CMQ_OPT_PATH, OPT(vendors_path), NULL, 0, 0, "vendors.json: the vendor trust list"},
+    {"operators", CMQ_OPT_PATH, OPT(operators_path), NULL, 0, 0,
+     "operators.json: operator accounts and pinned operator CAs"},
+    {"ca_file", CMQ_OPT_PATH, OPT(ca_file), NULL, 0, 0,
+     "PEM bundle holding every pinned vendor and operator CA (normally the device "
+     "listener's cafile)"},
+    {"log_denials", CMQ_OPT_BOOL, OPT(log_denials), "true", 0, 1,
+     "log each refused connection, publish, subscribe or delivery with its reason"},
+    {"deny_log_rate", CMQ_OPT_UINT, OPT(deny_log_rate), "50", 1, 100000,
+     "at most this many refusal lines per second; the rest are counted and summarised"},
+    {NULL, CMQ_OPT_PATH, 0, NULL, 0, 0, NULL},
 };
 #undef OPT
 
@@ -79,7 +78,7 @@ bool cmq_plugin_log_budget(struct cmq_plugin *pl, struct cmq_log_budget *b)
 	if (now != b->window) {
 		if (b->suppressed > 0)
 			cmq_plugin_log(MOSQ_LOG_NOTICE, "%lu further refusal line(s) suppressed",
-				       b->suppressed);
+			               b->suppressed);
 		b->window = now;
 		b->used = 0;
 		b->suppressed = 0;
@@ -131,7 +130,7 @@ static bool apply_option(struct cmq_plugin *pl, const struct cmq_option *o, cons
 	case CMQ_OPT_PATH:
 		if (value[0] == '\0') {
 			cmq_plugin_log(MOSQ_LOG_ERR, "plugin_opt_%s: empty path; expected %s",
-				       o->name, o->help);
+			               o->name, o->help);
 			return false;
 		}
 		cmq_free(*(char **)field);
@@ -140,17 +139,18 @@ static bool apply_option(struct cmq_plugin *pl, const struct cmq_option *o, cons
 	case CMQ_OPT_BOOL:
 		if (!parse_bool(value, (bool *)field)) {
 			cmq_plugin_log(MOSQ_LOG_ERR,
-				       "plugin_opt_%s: \"%s\" is not a boolean; valid: true, false",
-				       o->name, value);
+			               "plugin_opt_%s: \"%s\" is not a boolean; valid: true, false",
+			               o->name, value);
 			return false;
 		}
 		return true;
 	case CMQ_OPT_UINT:
 		n = strtoul(value, &end, 10);
 		if (value[0] < '0' || value[0] > '9' || *end != '\0' || n < o->min || n > o->max) {
-			cmq_plugin_log(MOSQ_LOG_ERR,
-				       "plugin_opt_%s: \"%s\" is not a whole number from %lu to %lu",
-				       o->name, value, o->min, o->max);
+			cmq_plugin_log(
+			    MOSQ_LOG_ERR,
+			    "plugin_opt_%s: \"%s\" is not a whole number from %lu to %lu", o->name,
+			    value, o->min, o->max);
 			return false;
 		}
 		*(unsigned *)field = (unsigned)n;
@@ -176,10 +176,11 @@ static bool parse_options(struct cmq_plugin *pl, struct mosquitto_opt *opts, int
 				break;
 		}
 		if (o->name == NULL) {
-			cmq_plugin_log(MOSQ_LOG_ERR, "unknown option plugin_opt_%s; known options:",
-				       opts[i].key);
+			cmq_plugin_log(MOSQ_LOG_ERR,
+			               "unknown option plugin_opt_%s; known options:", opts[i].key);
 			for (o = options; o->name != NULL; o++)
-				cmq_plugin_log(MOSQ_LOG_ERR, "  plugin_opt_%s: %s", o->name, o->help);
+				cmq_plugin_log(MOSQ_LOG_ERR, "  plugin_opt_%s: %s", o->name,
+				               o->help);
 			ok = false;
 			continue;
 		}
@@ -188,7 +189,7 @@ static bool parse_options(struct cmq_plugin *pl, struct mosquitto_opt *opts, int
 	for (const struct cmq_option *o = options; o->name != NULL; o++) {
 		if (o->type == CMQ_OPT_PATH && *(char **)((char *)pl + o->offset) == NULL) {
 			cmq_plugin_log(MOSQ_LOG_ERR, "plugin_opt_%s is required: %s", o->name,
-				       o->help);
+			               o->help);
 			ok = false;
 		}
 	}
@@ -198,7 +199,7 @@ static bool parse_options(struct cmq_plugin *pl, struct mosquitto_opt *opts, int
 struct cmq_policy *cmq_plugin_load(struct cmq_plugin *pl, const char *why)
 {
 	struct cmq_policy_files files = {pl->policy_path, pl->vendors_path, pl->operators_path,
-					 pl->ca_file};
+	                                 pl->ca_file};
 	struct cmq_policy *p = NULL;
 	struct cmq_diag diag;
 	struct timespec t0, t1;
@@ -209,24 +210,25 @@ struct cmq_policy *cmq_plugin_load(struct cmq_plugin *pl, const char *why)
 	rc = cmq_policy_load(&files, &diag, &p);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	for (size_t i = 0; i < diag.n; i++)
-		cmq_plugin_log(diag.entries[i].level == CMQ_DIAG_ERROR ? MOSQ_LOG_ERR
-								      : MOSQ_LOG_WARNING,
-			       "%s: %s", diag.entries[i].level == CMQ_DIAG_ERROR ? "error" : "warning",
-			       diag.entries[i].text);
+		cmq_plugin_log(
+		    diag.entries[i].level == CMQ_DIAG_ERROR ? MOSQ_LOG_ERR : MOSQ_LOG_WARNING,
+		    "%s: %s", diag.entries[i].level == CMQ_DIAG_ERROR ? "error" : "warning",
+		    diag.entries[i].text);
 	if (diag.errors + diag.warnings > diag.n)
 		cmq_plugin_log(MOSQ_LOG_ERR, "... and %zu more problem(s) not shown",
-			       diag.errors + diag.warnings - diag.n);
+		               diag.errors + diag.warnings - diag.n);
 	cmq_diag_cleanup(&diag);
 	if (rc != CMQ_OK) {
 		cmq_plugin_log(MOSQ_LOG_ERR, "%s: policy not loaded (%s)", why, cmq_strerror(rc));
 		return NULL;
 	}
 	cmq_plugin_log(MOSQ_LOG_NOTICE,
-		       "%s: policy %s loaded in %.1f ms: %zu topic rules, %zu vendors, %zu "
-		       "operators, %zu roles, %zu pinned CAs",
-		       why, p->stamp,
-		       (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6,
-		       p->n_rules, p->n_vendors, p->n_operators, p->n_roles, p->n_cas);
+	               "%s: policy %s loaded in %.1f ms: %zu topic rules, %zu vendors, %zu "
+	               "operators, %zu roles, %zu pinned CAs",
+	               why, p->stamp,
+	               (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
+	                   (double)(t1.tv_nsec - t0.tv_nsec) / 1e6,
+	               p->n_rules, p->n_vendors, p->n_operators, p->n_roles, p->n_cas);
 	return p;
 }
 
@@ -241,7 +243,7 @@ static void collect_kick(const struct cmq_session *e, enum cmq_reason why, void 
 	char **grown;
 
 	cmq_plugin_log(MOSQ_LOG_NOTICE, "disconnecting \"%s\" (%s): %s: %s", e->client_id,
-		       e->username, cmq_reason_name(why), cmq_reason_text(why));
+	               e->username, cmq_reason_name(why), cmq_reason_text(why));
 	if (k->n == k->cap) {
 		size_t ncap = k->cap ? k->cap * 2 : 16;
 
@@ -279,7 +281,7 @@ static int on_reload(int event, void *event_data, void *userdata)
 	p = cmq_plugin_load(pl, "reload");
 	if (p == NULL) {
 		cmq_plugin_log(MOSQ_LOG_ERR, "reload failed; still enforcing policy %s",
-			       pl->policy->stamp);
+		               pl->policy->stamp);
 		return MOSQ_ERR_SUCCESS;
 	}
 	cmq_policy_free(pl->policy);
@@ -305,11 +307,11 @@ static const struct {
 	int event;
 	MOSQ_FUNC_generic_callback fn;
 } callbacks[] = {
-	{MOSQ_EVT_BASIC_AUTH, cmq_plugin_on_basic_auth},
-	{MOSQ_EVT_ACL_CHECK, cmq_plugin_on_acl_check},
-	{MOSQ_EVT_MESSAGE, cmq_plugin_on_message},
-	{MOSQ_EVT_DISCONNECT, cmq_plugin_on_disconnect},
-	{MOSQ_EVT_RELOAD, on_reload},
+    {MOSQ_EVT_BASIC_AUTH, cmq_plugin_on_basic_auth},
+    {MOSQ_EVT_ACL_CHECK, cmq_plugin_on_acl_check},
+    {MOSQ_EVT_MESSAGE, cmq_plugin_on_message},
+    {MOSQ_EVT_DISCONNECT, cmq_plugin_on_disconnect},
+    {MOSQ_EVT_RELOAD, on_reload},
 };
 
 EXPORT int mosquitto_plugin_version(int supported_version_count, const int *supported_versions)
@@ -322,7 +324,7 @@ EXPORT int mosquitto_plugin_version(int supported_version_count, const int *supp
 }
 
 EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
-				 struct mosquitto_opt *opts, int opt_count)
+                                 struct mosquitto_opt *opts, int opt_count)
 {
 	static const struct cmq_allocator broker_alloc = {hook_malloc, hook_realloc, hook_free};
 	struct cmq_plugin *pl;
@@ -345,14 +347,14 @@ EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userd
 	}
 	for (done = 0; done < n; done++) {
 		if (mosquitto_callback_register(identifier, callbacks[done].event,
-						callbacks[done].fn, NULL, pl) != MOSQ_ERR_SUCCESS)
+		                                callbacks[done].fn, NULL, pl) != MOSQ_ERR_SUCCESS)
 			break;
 	}
 	if (done != n) {
 		cmq_plugin_log(MOSQ_LOG_ERR, "could not register broker callbacks");
 		while (done-- > 0)
 			mosquitto_callback_unregister(identifier, callbacks[done].event,
-						      callbacks[done].fn, NULL);
+			                              callbacks[done].fn, NULL);
 		plugin_free(pl);
 		return MOSQ_ERR_UNKNOWN;
 	}
@@ -369,7 +371,7 @@ EXPORT int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *opts, 
 	if (pl != NULL) {
 		for (size_t i = 0; i < sizeof(callbacks) / sizeof(callbacks[0]); i++)
 			mosquitto_callback_unregister(pl->id, callbacks[i].event, callbacks[i].fn,
-						      NULL);
+			                              NULL);
 	}
 	plugin_free(pl);
 	return MOSQ_ERR_SUCCESS;

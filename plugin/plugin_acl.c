@@ -42,20 +42,21 @@ static enum cmq_access access_of(int mosq_access)
 }
 
 static void log_denial(struct cmq_plugin *pl, const char *what, const char *topic,
-		       const char *username, const char *cid, enum cmq_reason reason,
-		       const struct cmq_rule *rule)
+                       const char *username, const char *cid, enum cmq_reason reason,
+                       const struct cmq_rule *rule)
 {
 	char qt[200], qu[160], qc[160];
 
 	if (!pl->log_denials || !cmq_plugin_log_budget(pl, &pl->deny_budget))
 		return;
-	cmq_plugin_log(MOSQ_LOG_NOTICE, "denied %s %s for %s/%s: %s: %s%s%s", what,
-		       cmq_diag_quote(topic ? topic : "", topic ? strlen(topic) : 0, qt, sizeof(qt)),
-		       cmq_diag_quote(username ? username : "", username ? strlen(username) : 0, qu,
-				      sizeof(qu)),
-		       cmq_diag_quote(cid ? cid : "", cid ? strlen(cid) : 0, qc, sizeof(qc)),
-		       cmq_reason_name(reason), cmq_reason_text(reason), rule ? " by rule " : "",
-		       rule ? rule->id : "");
+	cmq_plugin_log(
+	    MOSQ_LOG_NOTICE, "denied %s %s for %s/%s: %s: %s%s%s", what,
+	    cmq_diag_quote(topic ? topic : "", topic ? strlen(topic) : 0, qt, sizeof(qt)),
+	    cmq_diag_quote(username ? username : "", username ? strlen(username) : 0, qu,
+	                   sizeof(qu)),
+	    cmq_diag_quote(cid ? cid : "", cid ? strlen(cid) : 0, qc, sizeof(qc)),
+	    cmq_reason_name(reason), cmq_reason_text(reason), rule ? " by rule " : "",
+	    rule ? rule->id : "");
 }
 
 int cmq_plugin_on_acl_check(int event, void *event_data, void *userdata)
@@ -76,7 +77,7 @@ int cmq_plugin_on_acl_check(int event, void *event_data, void *userdata)
 	d = cmq_acl_check(pl->policy, &req, &res);
 	if (d != CMQ_ALLOW)
 		log_denial(pl, cmq_access_name(req.access), req.topic, req.username, req.client_id,
-			   res.reason, res.rule);
+		           res.reason, res.rule);
 	return cmq_plugin_rc(d, MOSQ_ERR_ACL_DENIED);
 }
 
@@ -90,7 +91,7 @@ static bool has_forged_property(const mosquitto_property *props)
 		if (mosquitto_property_identifier(p) != MQTT_PROP_USER_PROPERTY)
 			continue;
 		if (mosquitto_property_read_string_pair(p, MQTT_PROP_USER_PROPERTY, &name, &value,
-							false) == NULL)
+		                                        false) == NULL)
 			return true; /* unreadable: treat as forged, fail closed */
 		ours = name != NULL && strncmp(name, CMQ_PROP_PREFIX, strlen(CMQ_PROP_PREFIX)) == 0;
 		mosquitto_free(name);
@@ -116,21 +117,21 @@ int cmq_plugin_on_message(int event, void *event_data, void *userdata)
 		return MOSQ_ERR_SUCCESS;
 	if (has_forged_property(ed->properties)) {
 		log_denial(pl, "message", ed->topic, username, mosquitto_client_id(ed->client),
-			   CMQ_REASON_FORGED_PROVENANCE, NULL);
+		           CMQ_REASON_FORGED_PROVENANCE, NULL);
 		return cmq_plugin_rc(CMQ_DENY, MOSQ_ERR_ACL_DENIED);
 	}
 	/* Appending keeps the list head unless the list was empty (see the file comment). */
 	if (mosquitto_property_add_string_pair(&ed->properties, MQTT_PROP_USER_PROPERTY,
-					       CMQ_PROP_VENDOR, prov.vendor) == MOSQ_ERR_SUCCESS &&
+	                                       CMQ_PROP_VENDOR, prov.vendor) == MOSQ_ERR_SUCCESS &&
 	    mosquitto_property_add_string_pair(&ed->properties, MQTT_PROP_USER_PROPERTY,
-					       CMQ_PROP_DEVICE, prov.device) == MOSQ_ERR_SUCCESS &&
+	                                       CMQ_PROP_DEVICE, prov.device) == MOSQ_ERR_SUCCESS &&
 	    mosquitto_property_add_string_pair(&ed->properties, MQTT_PROP_USER_PROPERTY,
-					       CMQ_PROP_TIER, prov.tier) == MOSQ_ERR_SUCCESS &&
+	                                       CMQ_PROP_TIER, prov.tier) == MOSQ_ERR_SUCCESS &&
 	    mosquitto_property_add_string_pair(&ed->properties, MQTT_PROP_USER_PROPERTY,
-					       CMQ_PROP_POLICY, prov.policy) == MOSQ_ERR_SUCCESS)
+	                                       CMQ_PROP_POLICY, prov.policy) == MOSQ_ERR_SUCCESS)
 		return MOSQ_ERR_SUCCESS;
 	/* Out of memory part-way: refuse rather than forward a message with partial stamps. */
 	log_denial(pl, "message", ed->topic, username, mosquitto_client_id(ed->client),
-		   CMQ_REASON_INTERNAL, NULL);
+	           CMQ_REASON_INTERNAL, NULL);
 	return cmq_plugin_rc(CMQ_DENY, MOSQ_ERR_ACL_DENIED);
 }

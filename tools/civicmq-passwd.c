@@ -31,16 +31,16 @@ static const struct {
 	int takes_value;
 	const char *help;
 } option_table[] = {
-	{"--iterations", 1, "N  PBKDF2-SHA512 iterations (100..10000000, default 1000)"},
-	{"--generate", 0, "   generate a random 32-character secret and print it before the hash"},
-	{"--verify", 1, "HASH  check a password against HASH instead of making one"},
-	{"--help", 0, "   this text"},
+    {"--iterations", 1, "N  PBKDF2-SHA512 iterations (100..10000000, default 1000)"},
+    {"--generate", 0, "   generate a random 32-character secret and print it before the hash"},
+    {"--verify", 1, "HASH  check a password against HASH instead of making one"},
+    {"--help", 0, "   this text"},
 };
 
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: civicmq-passwd [options]\n"
-		   "Reads a password and prints its hash for operators.json \"password_hash\".\n");
+	           "Reads a password and prints its hash for operators.json \"password_hash\".\n");
 	for (size_t i = 0; i < sizeof(option_table) / sizeof(option_table[0]); i++)
 		fprintf(f, "  %s %s\n", option_table[i].name, option_table[i].help);
 }
@@ -69,10 +69,11 @@ static int parse(int argc, char **argv, struct opts *o)
 			o->iterations = strtoul(argv[++i], &end, 10);
 			if (*end != '\0' || o->iterations < CMQ_PBKDF2_MIN_ITERATIONS ||
 			    o->iterations > CMQ_PBKDF2_MAX_ITERATIONS) {
-				fprintf(stderr,
-					"civicmq-passwd: --iterations \"%s\": expected a number from "
-					"%u to %u\n",
-					argv[i], CMQ_PBKDF2_MIN_ITERATIONS, CMQ_PBKDF2_MAX_ITERATIONS);
+				fprintf(
+				    stderr,
+				    "civicmq-passwd: --iterations \"%s\": expected a number from "
+				    "%u to %u\n",
+				    argv[i], CMQ_PBKDF2_MIN_ITERATIONS, CMQ_PBKDF2_MAX_ITERATIONS);
 				return -1;
 			}
 		} else if (strcmp(argv[i], "--generate") == 0) {
@@ -150,7 +151,7 @@ int main(int argc, char **argv)
 	} else {
 		if (read_password("Password: ", pw, sizeof(pw)) != 0) {
 			fprintf(stderr, "civicmq-passwd: password longer than %u bytes\n",
-				CMQ_PASSWD_MAX_LEN);
+			        CMQ_PASSWD_MAX_LEN);
 			return 2;
 		}
 		if (isatty(STDIN_FILENO)) {

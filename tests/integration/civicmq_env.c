@@ -14,9 +14,11 @@
 #include <unistd.h>
 
 static const char *const test_operators[][2] = {
-	{"gateway", "gateway"},		 {"dashboard", "dashboard"},
-	{"traffic-centre", "traffic-control"}, {"field-crew", "maintenance"},
-	{"lez-office", "enforcement"},
+    {"gateway", "gateway"},
+    {"dashboard", "dashboard"},
+    {"traffic-centre", "traffic-control"},
+    {"field-crew", "maintenance"},
+    {"lez-office", "enforcement"},
 };
 
 static struct json_object *manifest(void)
@@ -147,12 +149,13 @@ static int write_vendors(struct cmq_env *e, const struct cmq_env_overrides *o)
 		rev = json_object_new_array();
 		if (strcmp(id, "civitas") == 0)
 			json_object_array_add(
-				rev, json_object_new_string(cmq_env_serial("civitas-revoked-001")));
+			    rev, json_object_new_string(cmq_env_serial("civitas-revoked-001")));
 		for (int k = 0; o && k < CMQ_ENV_MAX_OVERRIDES && o->revoke_cn[k]; k++) {
 			struct json_object *en = entry(o->revoke_cn[k]);
 
 			if (en != NULL && field(en, "ca") && strcmp(field(en, "ca"), id) == 0)
-				json_object_array_add(rev, json_object_new_string(field(en, "serial")));
+				json_object_array_add(rev,
+				                      json_object_new_string(field(en, "serial")));
 		}
 		json_object_object_add(v, "revoked_serials", rev);
 	}
@@ -180,7 +183,7 @@ static int write_operators(struct cmq_env *e, const struct cmq_env_overrides *o)
 		/* One hash per operator and process: rewriting the file must not change an
 		 * operator's credentials, or every reload would disconnect every operator. */
 		static char hashes[sizeof(test_operators) / sizeof(test_operators[0])]
-				  [CMQ_PASSWD_STR_MAX];
+		                  [CMQ_PASSWD_STR_MAX];
 		struct json_object *op;
 		struct cmq_pbkdf2 h;
 		char pw[64];
@@ -197,7 +200,8 @@ static int write_operators(struct cmq_env *e, const struct cmq_env_overrides *o)
 			return -1;
 		}
 		op = json_object_new_object();
-		json_object_object_add(op, "username", json_object_new_string(test_operators[i][0]));
+		json_object_object_add(op, "username",
+		                       json_object_new_string(test_operators[i][0]));
 		json_object_object_add(op, "role", json_object_new_string(test_operators[i][1]));
 		json_object_object_add(op, "password_hash", json_object_new_string(hash));
 		json_object_object_add(op, "certificate", json_object_new_boolean(1));
@@ -260,28 +264,28 @@ int cmq_env_start(struct cmq_env *e, const char *extra_conf)
 	char conf[8192];
 
 	snprintf(conf, sizeof(conf),
-		 "per_listener_settings false\n"
-		 "allow_anonymous false\n"
-		 "log_dest file @DIR@/mosquitto.log\n"
-		 "log_type all\n"
-		 "plugin @PLUGIN@\n"
-		 "plugin_opt_policy %s\n"
-		 "plugin_opt_vendors %s\n"
-		 "plugin_opt_operators %s\n"
-		 "plugin_opt_ca_file @PKI@/ca-bundle-test.pem\n"
-		 "plugin_opt_deny_log_rate 10000\n"
-		 "\n"
-		 "listener @PORT0@ 127.0.0.1\n"
-		 "cafile @PKI@/ca-bundle-test.pem\n"
-		 "certfile @PKI@/server/server.pem\n"
-		 "keyfile @PKI@/server/server.key\n"
-		 "require_certificate true\n"
-		 "\n"
-		 "listener @PORT1@ 127.0.0.1\n"
-		 "certfile @PKI@/server/server.pem\n"
-		 "keyfile @PKI@/server/server.key\n"
-		 "%s",
-		 e->policy, e->vendors, e->operators, extra_conf ? extra_conf : "");
+	         "per_listener_settings false\n"
+	         "allow_anonymous false\n"
+	         "log_dest file @DIR@/mosquitto.log\n"
+	         "log_type all\n"
+	         "plugin @PLUGIN@\n"
+	         "plugin_opt_policy %s\n"
+	         "plugin_opt_vendors %s\n"
+	         "plugin_opt_operators %s\n"
+	         "plugin_opt_ca_file @PKI@/ca-bundle-test.pem\n"
+	         "plugin_opt_deny_log_rate 10000\n"
+	         "\n"
+	         "listener @PORT0@ 127.0.0.1\n"
+	         "cafile @PKI@/ca-bundle-test.pem\n"
+	         "certfile @PKI@/server/server.pem\n"
+	         "keyfile @PKI@/server/server.key\n"
+	         "require_certificate true\n"
+	         "\n"
+	         "listener @PORT1@ 127.0.0.1\n"
+	         "certfile @PKI@/server/server.pem\n"
+	         "keyfile @PKI@/server/server.key\n"
+	         "%s",
+	         e->policy, e->vendors, e->operators, extra_conf ? extra_conf : "");
 	return cmq_h_broker_start(&e->broker, conf);
 }
 
@@ -317,8 +321,8 @@ void cmq_env_stop(struct cmq_env *e)
 	}
 }
 
-int cmq_env_connect_cert(struct cmq_env *e, const char *name, const char *client_id,
-			 int protocol, struct cmq_h_client **out, int *reason)
+int cmq_env_connect_cert(struct cmq_env *e, const char *name, const char *client_id, int protocol,
+                         struct cmq_h_client **out, int *reason)
 {
 	struct json_object *en = entry(name);
 	struct cmq_h_client_opts o;
@@ -346,7 +350,7 @@ int cmq_env_connect_cert(struct cmq_env *e, const char *name, const char *client
 }
 
 int cmq_env_connect_password(struct cmq_env *e, const char *username, const char *password,
-			     const char *client_id, struct cmq_h_client **out, int *reason)
+                             const char *client_id, struct cmq_h_client **out, int *reason)
 {
 	struct cmq_h_client_opts o;
 

@@ -63,11 +63,11 @@ void cmq_env_stop(struct cmq_env *e);
  * "bad/..." name such as "civitas-revoked-001") on the device port. client_id NULL = the
  * CN. protocol 0 = v5. Same return convention as cmq_h_connect.
  */
-int cmq_env_connect_cert(struct cmq_env *e, const char *name, const char *client_id,
-			 int protocol, struct cmq_h_client **out, int *reason);
+int cmq_env_connect_cert(struct cmq_env *e, const char *name, const char *client_id, int protocol,
+                         struct cmq_h_client **out, int *reason);
 /* Connect with a username and password on the operator port (client id NULL = username). */
 int cmq_env_connect_password(struct cmq_env *e, const char *username, const char *password,
-			     const char *client_id, struct cmq_h_client **out, int *reason);
+                             const char *client_id, struct cmq_h_client **out, int *reason);
 
 /* The serial of a manifest entry (devices, operators, bad), or NULL. Static buffer. */
 const char *cmq_env_serial(const char *name);

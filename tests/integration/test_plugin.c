@@ -47,10 +47,11 @@ static int suite_init(void)
 	cmq_h_init();
 	if (cmq_env_init(&env, NULL) != 0 || cmq_env_start(&env, NULL) != 0)
 		return 1;
-	if (cmq_env_connect_password(&env, "gateway", "gateway-secret", "gw-1", &gw, &reason) != 0 ||
+	if (cmq_env_connect_password(&env, "gateway", "gateway-secret", "gw-1", &gw, &reason) !=
+	        0 ||
 	    cmq_h_subscribe(gw, "$share/gw/raw/#", 1, &granted) != 0) {
 		fprintf(stderr, "gateway could not connect/subscribe (reason %d, granted %d)\n",
-			reason, granted);
+		        reason, granted);
 		return 1;
 	}
 	return 0;
@@ -72,32 +73,32 @@ static const struct connect_case {
 	const char *name;      /* manifest name (CERT) or username (PASSWORD) */
 	const char *client_id; /* NULL = the CN / username */
 	const char *password;
-	int expect;            /* CONNACK reason, or -1 for a TLS-level failure */
-	const char *reason;    /* plugin reason name expected in the log, or NULL */
+	int expect;         /* CONNACK reason, or -1 for a TLS-level failure */
+	const char *reason; /* plugin reason name expected in the log, or NULL */
 } connect_cases[] = {
-	{CERT, "civitas-air-001", NULL, NULL, 0, NULL},
-	{CERT, "nimbus-air-001", NULL, NULL, 0, NULL},
-	{CERT, "civitas-air-001", "civitas-air-002", NULL, NOT_AUTHORISED, "CLIENT_ID_MISMATCH"},
-	{CERT, "civitas-air-001", "civitas-air+", NULL, NOT_AUTHORISED, "CLIENT_ID_INVALID"},
-	{CERT, "hawkeye-cam-001", NULL, NULL, NOT_AUTHORISED, "VENDOR_BLOCKED"},
-	{CERT, "shadow-air-001", NULL, NULL, NOT_AUTHORISED, "CERT_ISSUER_UNKNOWN"},
-	{CERT, "bad/foreign-civitas-air-001", "civitas-air-001", NULL, NOT_AUTHORISED,
-	 "CERT_ISSUER_UNKNOWN"},
-	{CERT, "bad/civitas-revoked-001", NULL, NULL, NOT_AUTHORISED, "SERIAL_REVOKED"},
-	{CERT, "bad/civitas-plus", NULL, NULL, NOT_AUTHORISED, "CERT_CN_INVALID"},
-	{CERT, "bad/civitas-hash", "civitas-bad-hash", NULL, NOT_AUTHORISED, "CERT_CN_INVALID"},
-	{CERT, "bad/civitas-slash", "civitas-bad-slash", NULL, NOT_AUTHORISED, "CERT_CN_INVALID"},
-	{CERT, "bad/civitas-noprefix", NULL, NULL, NOT_AUTHORISED, "CN_PREFIX"},
-	{CERT, "bad/civitas-expired-001", NULL, NULL, -1, NULL},
-	{CERT, "admin", "admin-console", NULL, 0, NULL},
-	{PASSWORD, "gateway", "gw-probe", "gateway-secret", 0, NULL},
-	{PASSWORD, "gateway", "gw-probe", "wrong", NOT_AUTHORISED, "BAD_PASSWORD"},
-	{PASSWORD, "nobody", NULL, "x", NOT_AUTHORISED, "UNKNOWN_OPERATOR"},
-	{PASSWORD, "civitas-air-001", NULL, "x", NOT_AUTHORISED, "UNKNOWN_OPERATOR"},
-	{PASSWORD, "admin", NULL, "admin-secret", NOT_AUTHORISED, "PASSWORD_NOT_ALLOWED"},
-	{PASSWORD, "dash+board", NULL, "x", NOT_AUTHORISED, "USERNAME_INVALID"},
-	{PASSWORD, "dashboard", "dash#1", "dashboard-secret", NOT_AUTHORISED, "CLIENT_ID_INVALID"},
-	{PASSWORD, NULL, "anon-1", NULL, NOT_AUTHORISED, "NO_CREDENTIALS"},
+    {CERT, "civitas-air-001", NULL, NULL, 0, NULL},
+    {CERT, "nimbus-air-001", NULL, NULL, 0, NULL},
+    {CERT, "civitas-air-001", "civitas-air-002", NULL, NOT_AUTHORISED, "CLIENT_ID_MISMATCH"},
+    {CERT, "civitas-air-001", "civitas-air+", NULL, NOT_AUTHORISED, "CLIENT_ID_INVALID"},
+    {CERT, "hawkeye-cam-001", NULL, NULL, NOT_AUTHORISED, "VENDOR_BLOCKED"},
+    {CERT, "shadow-air-001", NULL, NULL, NOT_AUTHORISED, "CERT_ISSUER_UNKNOWN"},
+    {CERT, "bad/foreign-civitas-air-001", "civitas-air-001", NULL, NOT_AUTHORISED,
+     "CERT_ISSUER_UNKNOWN"},
+    {CERT, "bad/civitas-revoked-001", NULL, NULL, NOT_AUTHORISED, "SERIAL_REVOKED"},
+    {CERT, "bad/civitas-plus", NULL, NULL, NOT_AUTHORISED, "CERT_CN_INVALID"},
+    {CERT, "bad/civitas-hash", "civitas-bad-hash", NULL, NOT_AUTHORISED, "CERT_CN_INVALID"},
+    {CERT, "bad/civitas-slash", "civitas-bad-slash", NULL, NOT_AUTHORISED, "CERT_CN_INVALID"},
+    {CERT, "bad/civitas-noprefix", NULL, NULL, NOT_AUTHORISED, "CN_PREFIX"},
+    {CERT, "bad/civitas-expired-001", NULL, NULL, -1, NULL},
+    {CERT, "admin", "admin-console", NULL, 0, NULL},
+    {PASSWORD, "gateway", "gw-probe", "gateway-secret", 0, NULL},
+    {PASSWORD, "gateway", "gw-probe", "wrong", NOT_AUTHORISED, "BAD_PASSWORD"},
+    {PASSWORD, "nobody", NULL, "x", NOT_AUTHORISED, "UNKNOWN_OPERATOR"},
+    {PASSWORD, "civitas-air-001", NULL, "x", NOT_AUTHORISED, "UNKNOWN_OPERATOR"},
+    {PASSWORD, "admin", NULL, "admin-secret", NOT_AUTHORISED, "PASSWORD_NOT_ALLOWED"},
+    {PASSWORD, "dash+board", NULL, "x", NOT_AUTHORISED, "USERNAME_INVALID"},
+    {PASSWORD, "dashboard", "dash#1", "dashboard-secret", NOT_AUTHORISED, "CLIENT_ID_INVALID"},
+    {PASSWORD, NULL, "anon-1", NULL, NOT_AUTHORISED, "NO_CREDENTIALS"},
 };
 
 static void TEST_connect_matrix(void)
@@ -112,11 +113,11 @@ static void TEST_connect_matrix(void)
 			rc = cmq_env_connect_cert(&env, k->name, k->client_id, 0, &c, &reason);
 		else
 			rc = cmq_env_connect_password(&env, k->name, k->password,
-						      k->client_id ? k->client_id : k->name, &c,
-						      &reason);
+			                              k->client_id ? k->client_id : k->name, &c,
+			                              &reason);
 		if (reason != k->expect)
 			fprintf(stderr, "case %zu (%s): CONNACK %d, expected %d\n", i,
-				k->name ? k->name : "(none)", reason, k->expect);
+			        k->name ? k->name : "(none)", reason, k->expect);
 		CU_ASSERT_EQUAL(reason, k->expect);
 		CU_ASSERT_EQUAL(rc == 0, k->expect == 0);
 		if (k->reason != NULL)
@@ -134,11 +135,11 @@ struct session {
 };
 
 static struct session sessions[] = {
-	{"civitas-air-001", CERT, NULL},    {"civitas-meter-001", CERT, NULL},
-	{"civitas-anpr-001", CERT, NULL},   {"civitas-wifi-001", CERT, NULL},
-	{"civitas-signal-001", CERT, NULL}, {"nimbus-air-001", CERT, NULL},
-	{"nimbus-wifi-001", CERT, NULL},    {"dashboard", PASSWORD, NULL},
-	{"traffic-centre", PASSWORD, NULL}, {"field-crew", PASSWORD, NULL},
+    {"civitas-air-001", CERT, NULL},    {"civitas-meter-001", CERT, NULL},
+    {"civitas-anpr-001", CERT, NULL},   {"civitas-wifi-001", CERT, NULL},
+    {"civitas-signal-001", CERT, NULL}, {"nimbus-air-001", CERT, NULL},
+    {"nimbus-wifi-001", CERT, NULL},    {"dashboard", PASSWORD, NULL},
+    {"traffic-centre", PASSWORD, NULL}, {"field-crew", PASSWORD, NULL},
 };
 
 static struct cmq_h_client *who(const char *name)
@@ -155,7 +156,7 @@ static struct cmq_h_client *who(const char *name)
 				cmq_env_connect_cert(&env, name, NULL, 0, &sessions[i].c, &reason);
 			else
 				cmq_env_connect_password(&env, name, pw, NULL, &sessions[i].c,
-							 &reason);
+				                         &reason);
 		}
 		return sessions[i].c;
 	}
@@ -168,47 +169,44 @@ static const struct acl_case {
 	const char *client;
 	enum act act;
 	const char *topic;
-	int size;           /* payload bytes (PUB) */
+	int size; /* payload bytes (PUB) */
 	bool allowed;
 	const char *reason; /* logged reason when denied */
 } acl_cases[] = {
-	{"civitas-air-001", PUB, "raw/north/air/civitas-air-001", 60, true, NULL},
-	{"civitas-air-001", PUB, "raw/north/air/civitas-air-002", 60, false, "NOT_OWN_DEVICE"},
-	{"civitas-air-001", PUB, "raw/north/air/civitas-air-0011", 60, false, "NOT_OWN_DEVICE"},
-	{"civitas-air-001", PUB, "raw/north/volcano/civitas-air-001", 60, false, "NO_RULE"},
-	{"civitas-air-001", PUB, "city/north/air", 60, false, "CITY_WRITE_FORBIDDEN"},
-	{"civitas-air-001", PUB_RETAIN, "raw/north/air/civitas-air-001", 60, true, NULL},
-	{"civitas-wifi-001", PUB_RETAIN, "raw/north/footfall/civitas-wifi-001", 60, false,
-	 "RETAIN_PERSONAL"},
-	{"civitas-wifi-001", PUB, "raw/north/footfall/civitas-wifi-001", 60, true, NULL},
-	{"civitas-meter-001", PUB, "raw/south/meter/civitas-meter-001", 60, true, NULL},
-	{"civitas-anpr-001", PUB, "raw/north/anpr/civitas-anpr-001", 16384, true, NULL},
-	{"civitas-anpr-001", PUB, "raw/north/anpr/civitas-anpr-001", 16385, false,
-	 "PAYLOAD_TOO_LARGE"},
-	{"nimbus-air-001", PUB, "raw/harbour/air/nimbus-air-001", 60, true, NULL},
-	{"nimbus-wifi-001", PUB, "raw/harbour/footfall/nimbus-wifi-001", 60, false,
-	 "TIER_RESTRICTED"},
-	{"nimbus-wifi-001", PUB, "raw/harbour/meter/nimbus-wifi-001", 60, false,
-	 "CATEGORY_NOT_PERMITTED"},
-	{"nimbus-air-001", SUB, "cmd/harbour/air/nimbus-air-001", 0, false,
-	 "RESTRICTED_NO_SUBSCRIBE"},
-	{"civitas-signal-001", SUB, "cmd/+/+/civitas-signal-001", 0, true, NULL},
-	{"civitas-air-001", SUB, "cmd/north/signal/civitas-signal-001", 0, false, "NO_GRANT"},
-	{"civitas-air-001", SUB, "cmd/#", 0, false, "NO_GRANT"},
-	{"civitas-air-001", SUB, "raw/#", 0, false, "RAW_READ_FORBIDDEN"},
-	{"dashboard", SUB, "raw/#", 0, false, "RAW_READ_FORBIDDEN"},
-	{"dashboard", SUB, "$share/d/raw/north/air/+", 0, false, "RAW_READ_FORBIDDEN"},
-	{"dashboard", SUB, "#", 0, false, "NO_GRANT"},
-	{"dashboard", SUB, "+/+/+/+", 0, false, "NO_GRANT"},
-	{"dashboard", SUB, "$SYS/#", 0, false, "RESERVED_TOPIC"},
-	{"dashboard", SUB, "city/north/anpr", 0, false, "EXPLICIT_DENY"},
-	{"dashboard", SUB, "city/#", 0, true, NULL},
-	{"dashboard", PUB, "city/north/air", 60, false, "CITY_WRITE_FORBIDDEN"},
-	{"dashboard", PUB, "raw/north/air/civitas-air-001", 60, false, "RAW_WRITE_FORBIDDEN"},
-	{"traffic-centre", PUB, "cmd/north/signal/civitas-signal-001", 20, true, NULL},
-	{"traffic-centre", PUB, "cmd/north/meter/civitas-meter-001", 20, false, "NO_GRANT"},
-	{"field-crew", PUB, "cmd/south/meter/civitas-meter-001", 20, true, NULL},
-	{"field-crew", PUB, "cmd/north/signal/civitas-signal-001", 20, false, "EXPLICIT_DENY"},
+    {"civitas-air-001", PUB, "raw/north/air/civitas-air-001", 60, true, NULL},
+    {"civitas-air-001", PUB, "raw/north/air/civitas-air-002", 60, false, "NOT_OWN_DEVICE"},
+    {"civitas-air-001", PUB, "raw/north/air/civitas-air-0011", 60, false, "NOT_OWN_DEVICE"},
+    {"civitas-air-001", PUB, "raw/north/volcano/civitas-air-001", 60, false, "NO_RULE"},
+    {"civitas-air-001", PUB, "city/north/air", 60, false, "CITY_WRITE_FORBIDDEN"},
+    {"civitas-air-001", PUB_RETAIN, "raw/north/air/civitas-air-001", 60, true, NULL},
+    {"civitas-wifi-001", PUB_RETAIN, "raw/north/footfall/civitas-wifi-001", 60, false,
+     "RETAIN_PERSONAL"},
+    {"civitas-wifi-001", PUB, "raw/north/footfall/civitas-wifi-001", 60, true, NULL},
+    {"civitas-meter-001", PUB, "raw/south/meter/civitas-meter-001", 60, true, NULL},
+    {"civitas-anpr-001", PUB, "raw/north/anpr/civitas-anpr-001", 16384, true, NULL},
+    {"civitas-anpr-001", PUB, "raw/north/anpr/civitas-anpr-001", 16385, false, "PAYLOAD_TOO_LARGE"},
+    {"nimbus-air-001", PUB, "raw/harbour/air/nimbus-air-001", 60, true, NULL},
+    {"nimbus-wifi-001", PUB, "raw/harbour/footfall/nimbus-wifi-001", 60, false, "TIER_RESTRICTED"},
+    {"nimbus-wifi-001", PUB, "raw/harbour/meter/nimbus-wifi-001", 60, false,
+     "CATEGORY_NOT_PERMITTED"},
+    {"nimbus-air-001", SUB, "cmd/harbour/air/nimbus-air-001", 0, false, "RESTRICTED_NO_SUBSCRIBE"},
+    {"civitas-signal-001", SUB, "cmd/+/+/civitas-signal-001", 0, true, NULL},
+    {"civitas-air-001", SUB, "cmd/north/signal/civitas-signal-001", 0, false, "NO_GRANT"},
+    {"civitas-air-001", SUB, "cmd/#", 0, false, "NO_GRANT"},
+    {"civitas-air-001", SUB, "raw/#", 0, false, "RAW_READ_FORBIDDEN"},
+    {"dashboard", SUB, "raw/#", 0, false, "RAW_READ_FORBIDDEN"},
+    {"dashboard", SUB, "$share/d/raw/north/air/+", 0, false, "RAW_READ_FORBIDDEN"},
+    {"dashboard", SUB, "#", 0, false, "NO_GRANT"},
+    {"dashboard", SUB, "+/+/+/+", 0, false, "NO_GRANT"},
+    {"dashboard", SUB, "$SYS/#", 0, false, "RESERVED_TOPIC"},
+    {"dashboard", SUB, "city/north/anpr", 0, false, "EXPLICIT_DENY"},
+    {"dashboard", SUB, "city/#", 0, true, NULL},
+    {"dashboard", PUB, "city/north/air", 60, false, "CITY_WRITE_FORBIDDEN"},
+    {"dashboard", PUB, "raw/north/air/civitas-air-001", 60, false, "RAW_WRITE_FORBIDDEN"},
+    {"traffic-centre", PUB, "cmd/north/signal/civitas-signal-001", 20, true, NULL},
+    {"traffic-centre", PUB, "cmd/north/meter/civitas-meter-001", 20, false, "NO_GRANT"},
+    {"field-crew", PUB, "cmd/south/meter/civitas-meter-001", 20, true, NULL},
+    {"field-crew", PUB, "cmd/north/signal/civitas-signal-001", 20, false, "EXPLICIT_DENY"},
 };
 
 static void TEST_acl_matrix(void)
@@ -227,14 +225,15 @@ static void TEST_acl_matrix(void)
 			rc = cmq_h_subscribe(c, k->topic, 1, &code);
 		else
 			rc = cmq_h_publish(c, k->topic, payload, k->size, 1, k->act == PUB_RETAIN,
-					   NULL, &code);
+			                   NULL, &code);
 		if ((rc == 0) != k->allowed)
-			fprintf(stderr, "case %zu: %s %s: rc %d code 0x%x\n", i, k->client, k->topic,
-				rc, (unsigned)code);
+			fprintf(stderr, "case %zu: %s %s: rc %d code 0x%x\n", i, k->client,
+			        k->topic, rc, (unsigned)code);
 		CU_ASSERT_EQUAL(rc == 0, k->allowed);
 		if (!k->allowed) {
 			CU_ASSERT_EQUAL(code, NOT_AUTHORISED);
-			CU_ASSERT_TRUE(logged(mark, k->reason, k->topic[0] == '$' ? NULL : k->topic));
+			CU_ASSERT_TRUE(
+			    logged(mark, k->reason, k->topic[0] == '$' ? NULL : k->topic));
 		}
 	}
 	drain(gw);
@@ -251,8 +250,8 @@ static void TEST_provenance_stamped_and_not_forgeable(void)
 
 	drain(gw);
 	CU_ASSERT_EQUAL(cmq_h_publish(dev, "raw/north/air/civitas-air-001", "{\"no2\":41}", 10, 1,
-				      false, note, &code),
-			0);
+	                              false, note, &code),
+	                0);
 	CU_ASSERT_EQUAL_FATAL(cmq_h_wait_message(gw, 3000, &m), 0);
 	CU_ASSERT_STRING_EQUAL(m.topic, "raw/north/air/civitas-air-001");
 	CU_ASSERT_STRING_EQUAL(m.payload, "{\"no2\":41}");
@@ -261,24 +260,27 @@ static void TEST_provenance_stamped_and_not_forgeable(void)
 		CU_ASSERT_STRING_EQUAL(cmq_h_msg_prop(&m, "civicmq-vendor"), "civitas");
 		CU_ASSERT_STRING_EQUAL(cmq_h_msg_prop(&m, "civicmq-device"), "civitas-air-001");
 		CU_ASSERT_STRING_EQUAL(cmq_h_msg_prop(&m, "civicmq-tier"), "trusted");
-		CU_ASSERT_EQUAL(strncmp(cmq_h_msg_prop(&m, "civicmq-policy"), "2026-11-28.1+", 13), 0);
+		CU_ASSERT_EQUAL(strncmp(cmq_h_msg_prop(&m, "civicmq-policy"), "2026-11-28.1+", 13),
+		                0);
 		CU_ASSERT_STRING_EQUAL(cmq_h_msg_prop(&m, "note"), "hello");
 	}
 	cmq_h_msg_clear(&m);
 
 	/* A device trying to claim another vendor is refused, and nothing reaches the gateway. */
-	CU_ASSERT_EQUAL(cmq_h_publish(dev, "raw/north/air/civitas-air-001", "{}", 2, 1, false,
-				      forged, &code),
-			CMQ_H_REFUSED);
+	CU_ASSERT_EQUAL(
+	    cmq_h_publish(dev, "raw/north/air/civitas-air-001", "{}", 2, 1, false, forged, &code),
+	    CMQ_H_REFUSED);
 	CU_ASSERT_EQUAL(code, NOT_AUTHORISED);
 	CU_ASSERT_NOT_EQUAL(cmq_h_wait_message(gw, 500, &m), 0);
 	cmq_h_msg_clear(&m);
 
-	/* MQTT 3.1.1 devices carry no properties of their own, but the gateway still gets stamps. */
-	CU_ASSERT_EQUAL_FATAL(cmq_env_connect_cert(&env, "civitas-noise-001", NULL, 4, &v3, &reason), 0);
-	CU_ASSERT_EQUAL(cmq_h_publish(v3, "raw/centre/noise/civitas-noise-001", "{}", 2, 1, false,
-				      NULL, &code),
-			0);
+	/* MQTT 3.1.1 devices carry no properties of their own, but the gateway still gets stamps.
+	 */
+	CU_ASSERT_EQUAL_FATAL(
+	    cmq_env_connect_cert(&env, "civitas-noise-001", NULL, 4, &v3, &reason), 0);
+	CU_ASSERT_EQUAL(
+	    cmq_h_publish(v3, "raw/centre/noise/civitas-noise-001", "{}", 2, 1, false, NULL, &code),
+	    0);
 	CU_ASSERT_EQUAL_FATAL(cmq_h_wait_message(gw, 3000, &m), 0);
 	CU_ASSERT_PTR_NOT_NULL(cmq_h_msg_prop(&m, "civicmq-device"));
 	if (cmq_h_msg_prop(&m, "civicmq-device") != NULL)
@@ -294,23 +296,21 @@ static void TEST_dashboard_reads_city_only(void)
 	struct cmq_h_msg m;
 	int reason, code;
 
-	CU_ASSERT_EQUAL_FATAL(cmq_env_connect_password(&env, "gateway", "gateway-secret", "gw-pub",
-						       &gwpub, &reason),
-			      0);
+	CU_ASSERT_EQUAL_FATAL(
+	    cmq_env_connect_password(&env, "gateway", "gateway-secret", "gw-pub", &gwpub, &reason),
+	    0);
 	drain(dash);
-	CU_ASSERT_EQUAL(cmq_h_publish(gwpub, "city/north/anpr", "{\"t\":1}", 7, 1, false, NULL,
-				      &code),
-			0);
-	CU_ASSERT_EQUAL(cmq_h_publish(gwpub, "city/north/air", "{\"no2\":40}", 10, 1, false, NULL,
-				      &code),
-			0);
-	CU_ASSERT_EQUAL(cmq_h_publish(gwpub, "city/transparency/register", "{}", 2, 1, true, NULL,
-				      &code),
-			CMQ_H_REFUSED);
+	CU_ASSERT_EQUAL(
+	    cmq_h_publish(gwpub, "city/north/anpr", "{\"t\":1}", 7, 1, false, NULL, &code), 0);
+	CU_ASSERT_EQUAL(
+	    cmq_h_publish(gwpub, "city/north/air", "{\"no2\":40}", 10, 1, false, NULL, &code), 0);
+	CU_ASSERT_EQUAL(
+	    cmq_h_publish(gwpub, "city/transparency/register", "{}", 2, 1, true, NULL, &code),
+	    CMQ_H_REFUSED);
 	/* A raw message published now must not reach the dashboard by any route. */
 	CU_ASSERT_EQUAL(cmq_h_publish(who("civitas-air-001"), "raw/north/air/civitas-air-001", "{}",
-				      2, 1, false, NULL, &code),
-			0);
+	                              2, 1, false, NULL, &code),
+	                0);
 	CU_ASSERT_EQUAL_FATAL(cmq_h_wait_message(dash, 3000, &m), 0);
 	CU_ASSERT_STRING_EQUAL(m.topic, "city/north/air");
 	cmq_h_msg_clear(&m);
@@ -329,8 +329,8 @@ static void TEST_commands_reach_own_device(void)
 
 	drain(sig);
 	CU_ASSERT_EQUAL(cmq_h_publish(who("traffic-centre"), "cmd/north/signal/civitas-signal-001",
-				      "green", 5, 1, false, NULL, &code),
-			0);
+	                              "green", 5, 1, false, NULL, &code),
+	                0);
 	CU_ASSERT_EQUAL_FATAL(cmq_h_wait_message(sig, 3000, &m), 0);
 	CU_ASSERT_STRING_EQUAL(m.payload, "green");
 	cmq_h_msg_clear(&m);
@@ -350,14 +350,13 @@ static void TEST_reload_with_broken_file_keeps_policy(void)
 	CU_ASSERT_TRUE(logged(mark, "still enforcing policy 2026-11-28.1+", NULL));
 	/* The old policy still decides: allowed traffic flows, denied traffic is denied. */
 	drain(gw);
-	CU_ASSERT_EQUAL(cmq_h_publish(dev, "raw/north/air/civitas-air-001", "{}", 2, 1, false, NULL,
-				      &code),
-			0);
+	CU_ASSERT_EQUAL(
+	    cmq_h_publish(dev, "raw/north/air/civitas-air-001", "{}", 2, 1, false, NULL, &code), 0);
 	CU_ASSERT_EQUAL(cmq_h_wait_message(gw, 3000, &m), 0);
 	cmq_h_msg_clear(&m);
-	CU_ASSERT_EQUAL(cmq_h_publish(dev, "raw/north/air/civitas-air-002", "{}", 2, 1, false, NULL,
-				      &code),
-			CMQ_H_REFUSED);
+	CU_ASSERT_EQUAL(
+	    cmq_h_publish(dev, "raw/north/air/civitas-air-002", "{}", 2, 1, false, NULL, &code),
+	    CMQ_H_REFUSED);
 	CU_ASSERT_EQUAL(cmq_env_connect_cert(&env, "civitas-noise-001", NULL, 0, &c, &reason), 0);
 	cmq_h_close(c);
 
@@ -365,13 +364,13 @@ static void TEST_reload_with_broken_file_keeps_policy(void)
 	CU_ASSERT_EQUAL_FATAL(cmq_env_write_config(&env, NULL), 0);
 	{
 		struct cmq_env_overrides bad = {.tier_vendor = {"civitas"},
-						.tier_value = {"trustworthy"}};
+		                                .tier_value = {"trustworthy"}};
 
 		mark = cmq_h_log_mark(&env.broker);
 		CU_ASSERT_EQUAL_FATAL(cmq_env_write_config(&env, &bad), 0);
 		CU_ASSERT_EQUAL(cmq_env_reload(&env), 0);
-		CU_ASSERT_TRUE(logged(mark, "$.vendors[0].tier: \"trustworthy\" is not a vendor tier",
-				      NULL));
+		CU_ASSERT_TRUE(
+		    logged(mark, "$.vendors[0].tier: \"trustworthy\" is not a vendor tier", NULL));
 	}
 	CU_ASSERT_EQUAL_FATAL(cmq_env_write_config(&env, NULL), 0);
 	CU_ASSERT_EQUAL(cmq_env_reload(&env), 1);
@@ -384,11 +383,10 @@ static void TEST_blocking_vendor_cuts_off_connected_device(void)
 	size_t mark;
 	int reason, code;
 
-	CU_ASSERT_EQUAL_FATAL(cmq_env_connect_cert(&env, "civitas-noise-001", NULL, 0, &dev, &reason),
-			      0);
-	CU_ASSERT_EQUAL_FATAL(cmq_env_connect_cert(&env, "nimbus-air-001", "nimbus-air-001", 0, &nim,
-						   &reason),
-			      0);
+	CU_ASSERT_EQUAL_FATAL(
+	    cmq_env_connect_cert(&env, "civitas-noise-001", NULL, 0, &dev, &reason), 0);
+	CU_ASSERT_EQUAL_FATAL(
+	    cmq_env_connect_cert(&env, "nimbus-air-001", "nimbus-air-001", 0, &nim, &reason), 0);
 	mark = cmq_h_log_mark(&env.broker);
 	CU_ASSERT_EQUAL_FATAL(cmq_env_write_config(&env, &o), 0);
 	CU_ASSERT_EQUAL(cmq_env_reload(&env), 1);
@@ -396,26 +394,28 @@ static void TEST_blocking_vendor_cuts_off_connected_device(void)
 	CU_ASSERT_TRUE(logged(mark, "disconnecting \"civitas-noise-001\"", "VENDOR_BLOCKED"));
 	/* It cannot come back, and other vendors carry on. */
 	CU_ASSERT_EQUAL(cmq_env_connect_cert(&env, "civitas-noise-001", NULL, 0, &again, &reason),
-			CMQ_H_REFUSED);
+	                CMQ_H_REFUSED);
 	CU_ASSERT_EQUAL(reason, NOT_AUTHORISED);
 	CU_ASSERT_FALSE(cmq_h_wait_disconnect(nim, 200));
-	CU_ASSERT_EQUAL(cmq_h_publish(nim, "raw/harbour/air/nimbus-air-001", "{}", 2, 1, false, NULL,
-				      &code),
-			0);
+	CU_ASSERT_EQUAL(
+	    cmq_h_publish(nim, "raw/harbour/air/nimbus-air-001", "{}", 2, 1, false, NULL, &code),
+	    0);
 	cmq_h_close(again);
 	cmq_h_close(dev);
 	cmq_h_close(nim);
 	/* Every civitas session the suite held is gone too; forget them. */
 	for (size_t i = 0; i < sizeof(sessions) / sizeof(sessions[0]); i++) {
 		if (strncmp(sessions[i].name, "civitas-", 8) == 0) {
-			CU_ASSERT_TRUE(sessions[i].c == NULL || cmq_h_wait_disconnect(sessions[i].c, 2000));
+			CU_ASSERT_TRUE(sessions[i].c == NULL ||
+			               cmq_h_wait_disconnect(sessions[i].c, 2000));
 			cmq_h_close(sessions[i].c);
 			sessions[i].c = NULL;
 		}
 	}
 	CU_ASSERT_EQUAL_FATAL(cmq_env_write_config(&env, NULL), 0);
 	CU_ASSERT_EQUAL(cmq_env_reload(&env), 1);
-	CU_ASSERT_EQUAL(cmq_env_connect_cert(&env, "civitas-noise-001", NULL, 0, &again, &reason), 0);
+	CU_ASSERT_EQUAL(cmq_env_connect_cert(&env, "civitas-noise-001", NULL, 0, &again, &reason),
+	                0);
 	cmq_h_close(again);
 }
 
@@ -426,10 +426,10 @@ static void TEST_revoking_a_device_cuts_it_off(void)
 	size_t mark;
 	int reason;
 
-	CU_ASSERT_EQUAL_FATAL(cmq_env_connect_cert(&env, "civitas-anpr-001", NULL, 0, &anpr, &reason),
-			      0);
+	CU_ASSERT_EQUAL_FATAL(
+	    cmq_env_connect_cert(&env, "civitas-anpr-001", NULL, 0, &anpr, &reason), 0);
 	CU_ASSERT_EQUAL_FATAL(cmq_env_connect_cert(&env, "civitas-air-001", NULL, 0, &air, &reason),
-			      0);
+	                      0);
 	mark = cmq_h_log_mark(&env.broker);
 	CU_ASSERT_EQUAL_FATAL(cmq_env_write_config(&env, &o), 0);
 	CU_ASSERT_EQUAL(cmq_env_reload(&env), 1);
@@ -437,7 +437,7 @@ static void TEST_revoking_a_device_cuts_it_off(void)
 	CU_ASSERT_TRUE(logged(mark, "disconnecting \"civitas-anpr-001\"", "SERIAL_REVOKED"));
 	CU_ASSERT_FALSE(cmq_h_wait_disconnect(air, 200));
 	CU_ASSERT_EQUAL(cmq_env_connect_cert(&env, "civitas-anpr-001", NULL, 0, &again, &reason),
-			CMQ_H_REFUSED);
+	                CMQ_H_REFUSED);
 	CU_ASSERT_TRUE(logged(mark, "refused connection \"civitas-anpr-001\"", "SERIAL_REVOKED"));
 	cmq_h_close(again);
 	cmq_h_close(anpr);
@@ -453,9 +453,10 @@ static void TEST_removed_operator_is_cut_off(void)
 	size_t mark;
 	int reason;
 
-	CU_ASSERT_EQUAL_FATAL(cmq_env_connect_password(&env, "traffic-centre", "traffic-centre-secret",
-						       "tc-2", &tc, &reason),
-			      0);
+	CU_ASSERT_EQUAL_FATAL(cmq_env_connect_password(&env, "traffic-centre",
+	                                               "traffic-centre-secret", "tc-2", &tc,
+	                                               &reason),
+	                      0);
 	mark = cmq_h_log_mark(&env.broker);
 	CU_ASSERT_EQUAL_FATAL(cmq_env_write_config(&env, &o), 0);
 	CU_ASSERT_EQUAL(cmq_env_reload(&env), 1);
@@ -489,17 +490,18 @@ int main(void)
 		const char *name;
 		void (*fn)(void);
 	} tests[] = {
-		{"connect_matrix", TEST_connect_matrix},
-		{"acl_matrix", TEST_acl_matrix},
-		{"provenance_stamped_and_not_forgeable", TEST_provenance_stamped_and_not_forgeable},
-		{"dashboard_reads_city_only", TEST_dashboard_reads_city_only},
-		{"commands_reach_own_device", TEST_commands_reach_own_device},
-		{"reload_with_broken_file_keeps_policy", TEST_reload_with_broken_file_keeps_policy},
-		{"blocking_vendor_cuts_off_connected_device",
-		 TEST_blocking_vendor_cuts_off_connected_device},
-		{"revoking_a_device_cuts_it_off", TEST_revoking_a_device_cuts_it_off},
-		{"removed_operator_is_cut_off", TEST_removed_operator_is_cut_off},
-		{"broken_policy_at_start_refuses_to_start", TEST_broken_policy_at_start_refuses_to_start},
+	    {"connect_matrix", TEST_connect_matrix},
+	    {"acl_matrix", TEST_acl_matrix},
+	    {"provenance_stamped_and_not_forgeable", TEST_provenance_stamped_and_not_forgeable},
+	    {"dashboard_reads_city_only", TEST_dashboard_reads_city_only},
+	    {"commands_reach_own_device", TEST_commands_reach_own_device},
+	    {"reload_with_broken_file_keeps_policy", TEST_reload_with_broken_file_keeps_policy},
+	    {"blocking_vendor_cuts_off_connected_device",
+	     TEST_blocking_vendor_cuts_off_connected_device},
+	    {"revoking_a_device_cuts_it_off", TEST_revoking_a_device_cuts_it_off},
+	    {"removed_operator_is_cut_off", TEST_removed_operator_is_cut_off},
+	    {"broken_policy_at_start_refuses_to_start",
+	     TEST_broken_policy_at_start_refuses_to_start},
 	};
 
 	if (CU_initialize_registry() != CUE_SUCCESS)
