@@ -29,6 +29,21 @@ static bool first_level_is(const char *topic, size_t len, const char *word, size
 	return len >= wlen && memcmp(topic, word, wlen) == 0 && (len == wlen || topic[wlen] == '/');
 }
 
+/*
+ * "raw//air/x" would match "raw/+/air/+" and feed "city//air": a raw topic names its
+ * district, kind and device, none of them empty.
+ */
+static bool has_empty_level(const char *topic, size_t len)
+{
+	if (len == 0 || topic[len - 1] == '/')
+		return true;
+	for (size_t i = 1; i < len; i++) {
+		if (topic[i] == '/' && topic[i - 1] == '/')
+			return true;
+	}
+	return false;
+}
+
 /* Step 5 for a device: the topic rule and everything it implies. */
 static enum cmq_decision device_raw_write(const struct cmq_policy *p,
                                           const struct cmq_acl_request *req, const char *topic,
@@ -40,6 +55,8 @@ static enum cmq_decision device_raw_write(const struct cmq_policy *p,
 	uint32_t idx;
 	size_t ulen;
 
+	if (has_empty_level(topic, len))
+		return deny(out, CMQ_REASON_BAD_TOPIC);
 	if (!cmq_trie_match(p->rule_trie, topic, len, NULL, &idx))
 		return deny(out, CMQ_REASON_NO_RULE);
 	r = &p->rules[idx];
@@ -109,6 +126,8 @@ enum cmq_decision cmq_acl_check(const struct cmq_policy *p, const struct cmq_acl
 				return device_raw_write(p, req, topic, len, out);
 			if (role->kind != CMQ_ROLE_BRIDGE)
 				return deny(out, CMQ_REASON_RAW_WRITE_FORBIDDEN);
+			if (has_empty_level(topic, len))
+				return deny(out, CMQ_REASON_BAD_TOPIC);
 			if (!cmq_trie_match(p->rule_trie, topic, len, NULL, &idx))
 				return deny(out, CMQ_REASON_NO_RULE);
 			out->rule = &p->rules[idx];

@@ -28,6 +28,9 @@ enum cmq_decision { CMQ_DENY = 0, CMQ_ALLOW = 1 };
 	X(SERIAL_REVOKED, "certificate serial is revoked in the vendor list")                      \
 	X(CLIENT_ID_INVALID, "client id is not an acceptable identity")                            \
 	X(CLIENT_ID_MISMATCH, "client id must equal the certificate CN")                           \
+	X(CLIENT_ID_NOT_OWNED,                                                                     \
+	  "an operator's client id must be its username or start with '<username>-'")              \
+	X(CERT_SERIAL_INVALID, "certificate serial number is not a positive integer")              \
 	X(USERNAME_INVALID, "username is not an acceptable identity")                              \
 	X(UNKNOWN_OPERATOR, "unknown operator username")                                           \
 	X(BAD_PASSWORD, "wrong password")                                                          \

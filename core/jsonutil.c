@@ -46,9 +46,10 @@ struct scan_frame {
 };
 
 /*
- * Walk already-validated JSON text and report the first duplicate key of any
- * object. Keys are compared as written (escapes are not decoded), which is
- * what json-c would have collapsed in all but contrived cases.
+ * Walk already-parsed JSON text and report what json-c tolerates but civicmq
+ * does not: the first duplicate key of any object (json-c keeps the last one
+ * silently), single-quoted keys, escapes inside keys (which could disguise a
+ * duplicate), and the bare words NaN and Infinity.
  */
 static int scan_duplicate_keys(const char *text, size_t len, const char *display,
                                struct cmq_diag *diag)
@@ -76,6 +77,26 @@ static int scan_duplicate_keys(const char *text, size_t len, const char *display
 		} else if (ch == ',') {
 			if (depth >= 0 && frames[depth].is_object)
 				frames[depth].expect_key = true;
+		} else if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z')) {
+			/* A bare word: true, false, null, or the exponent of a number. json-c also
+			 * takes NaN and Infinity, which are not JSON. */
+			size_t w = i;
+
+			while (w < len && ((text[w] >= 'A' && text[w] <= 'Z') ||
+			                   (text[w] >= 'a' && text[w] <= 'z')))
+				w++;
+			if (!(i > 0 &&
+			      ((text[i - 1] >= '0' && text[i - 1] <= '9') || text[i - 1] == '.')) &&
+			    !(w - i == 4 && (memcmp(text + i, "true", 4) == 0 ||
+			                     memcmp(text + i, "null", 4) == 0)) &&
+			    !(w - i == 5 && memcmp(text + i, "false", 5) == 0)) {
+				line_col(text, i, &line, &col);
+				cmq_diag_add(diag, CMQ_DIAG_ERROR, display, NULL,
+				             "%u:%u: malformed JSON: %.*s is not a JSON value",
+				             line, col, (int)(w - i > 20 ? 20 : w - i), text + i);
+				rc = CMQ_ERR_PARSE;
+			}
+			i = w - 1;
 		} else if (ch == '\'') {
 			/*
 			 * Outside a string, so a single-quoted key: json-c 0.16 accepts them
@@ -83,8 +104,7 @@ static int scan_duplicate_keys(const char *text, size_t len, const char *display
 			 */
 			line_col(text, i, &line, &col);
 			cmq_diag_add(diag, CMQ_DIAG_ERROR, display, NULL,
-			             "%u:%u: malformed JSON: single-quoted key; JSON keys use double "
-			             "quotes",
+			             "%u:%u: malformed JSON: single-quoted key; use double quotes",
 			             line, col);
 			rc = CMQ_ERR_PARSE;
 		} else if (ch == '"') {
@@ -101,6 +121,18 @@ static int scan_duplicate_keys(const char *text, size_t len, const char *display
 			struct key_span k = {text + start, i - start};
 
 			f->expect_key = false;
+			if (memchr(k.s, '\\', k.len) != NULL) {
+				/* "\u0074ier" would hide a second "tier" from the comparison below.
+				 */
+				line_col(text, start - 1, &line, &col);
+				cmq_diag_add(
+				    diag, CMQ_DIAG_ERROR, display, NULL,
+				    "%u:%u: escape sequence in an object key; keys are plain "
+				    "names",
+				    line, col);
+				rc = CMQ_ERR_PARSE;
+				break;
+			}
 			for (size_t j = 0; j < f->n; j++) {
 				if (f->keys[j].len == k.len &&
 				    memcmp(f->keys[j].s, k.s, k.len) == 0) {
@@ -381,13 +413,15 @@ struct json_object *cmq_jget(struct cmq_jctx *c, struct json_object *obj, const 
                              bool required)
 {
 	struct json_object *v = NULL;
+	bool present = obj != NULL && json_object_object_get_ex(obj, key, &v);
 
-	if (obj != NULL && json_object_object_get_ex(obj, key, &v))
+	/* json-c gives NULL for a JSON null: absent, but never silently for a required field. */
+	if (present && v != NULL)
 		return v;
 	if (required) {
 		size_t old = cmq_jpath_push_key(c, key);
 
-		cmq_jerr(c, "missing required field");
+		cmq_jerr(c, present ? "is null; a value is required" : "missing required field");
 		cmq_jpath_pop(c, old);
 	}
 	return NULL;

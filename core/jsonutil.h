@@ -66,8 +66,9 @@ void cmq_jwarn(struct cmq_jctx *c, const char *fmt, ...) __attribute__((format(p
 const char *cmq_jdescribe(struct json_object *v, char *buf, size_t buflen);
 
 /*
- * Member key of obj. If absent: NULL, plus an error "missing required field"
- * when required. obj must be an object (checked by the caller).
+ * Member key of obj. If absent or null: NULL, plus an error when required
+ * ("missing required field", "is null; a value is required"); an optional null
+ * counts as absent. obj must be an object (checked by the caller).
  */
 struct json_object *cmq_jget(struct cmq_jctx *c, struct json_object *obj, const char *key,
                              bool required);

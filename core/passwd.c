@@ -187,20 +187,30 @@ int cmq_passwd_format(const struct cmq_pbkdf2 *h, char *buf, size_t buflen)
 	return CMQ_OK;
 }
 
+void cmq_passwd_burn(uint32_t iterations, const char *password, size_t len)
+{
+	static const uint8_t salt[CMQ_PBKDF2_SALT_LEN] = "civicmq-dummy-s";
+	uint8_t key[CMQ_PBKDF2_HASH_LEN];
+
+	if (iterations < CMQ_PBKDF2_MIN_ITERATIONS || iterations > CMQ_PBKDF2_MAX_ITERATIONS)
+		iterations = CMQ_PBKDF2_DEFAULT_ITERATIONS;
+	(void)derive(password, len > CMQ_PASSWD_MAX_LEN ? 0 : len, salt, sizeof(salt), iterations,
+	             key);
+	OPENSSL_cleanse(key, sizeof(key));
+}
+
 bool cmq_passwd_verify(const struct cmq_pbkdf2 *h, const char *password, size_t len)
 {
-	static const struct cmq_pbkdf2 dummy = {
-	    .iterations = CMQ_PBKDF2_DEFAULT_ITERATIONS,
-	    .salt_len = CMQ_PBKDF2_SALT_LEN,
-	    .salt = "civicmq-dummy-s",
-	};
 	uint8_t key[CMQ_PBKDF2_HASH_LEN];
 	bool ok;
 
 	if (h == NULL || h->iterations == 0 || h->salt_len == 0) {
-		(void)derive(password, len > CMQ_PASSWD_MAX_LEN ? 0 : len, dummy.salt,
-		             dummy.salt_len, dummy.iterations, key);
-		OPENSSL_cleanse(key, sizeof(key));
+		cmq_passwd_burn(CMQ_PBKDF2_DEFAULT_ITERATIONS, password, len);
+		return false;
+	}
+	/* Too long, or no password at all: refuse, at the cost of a real check. */
+	if (password == NULL || len > CMQ_PASSWD_MAX_LEN) {
+		cmq_passwd_burn(h->iterations, "", 0);
 		return false;
 	}
 	if (derive(password, len, h->salt, h->salt_len, h->iterations, key) != CMQ_OK)

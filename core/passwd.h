@@ -62,10 +62,17 @@ int cmq_passwd_format(const struct cmq_pbkdf2 *h, char *buf, size_t buflen);
 
 /*
  * Check a password against a hash in constant time (CRYPTO_memcmp over the
- * whole derived key). h == NULL checks against an internal dummy hash of the
- * default cost and returns false, so that unknown users cost the same.
+ * whole derived key). A NULL or over-long password is refused after a
+ * derivation of the same cost. h == NULL costs one derivation at the default
+ * iteration count and returns false.
  */
 bool cmq_passwd_verify(const struct cmq_pbkdf2 *h, const char *password, size_t len);
+
+/*
+ * Spend what a check at `iterations` costs and discard the result: what an
+ * unknown username costs, so timing does not reveal which names exist.
+ */
+void cmq_passwd_burn(uint32_t iterations, const char *password, size_t len);
 
 /* Fill buf with a random printable secret of len characters plus NUL (len+1 bytes). */
 int cmq_passwd_generate(char *buf, size_t len);

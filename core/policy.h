@@ -150,8 +150,9 @@ struct cmq_pinned_ca {
 struct cmq_policy {
 	char *version; /* policy.json "version" */
 	char *city;
-	char stamp[CMQ_STAMP_MAX]; /* version + "+" + 12 hex digits of the content hash */
-	uint32_t max_payload;      /* default per-message limit, bytes */
+	char stamp[CMQ_STAMP_MAX];  /* version + "+" + 12 hex digits of the content hash */
+	uint32_t max_payload;       /* default per-message limit, bytes */
+	uint32_t max_pw_iterations; /* highest operator PBKDF2 cost: what unknown names cost */
 
 	struct cmq_category *categories;
 	size_t n_categories;
@@ -172,7 +173,7 @@ struct cmq_policy {
 	struct cmq_strmap operator_by_name;
 	struct cmq_strmap vendor_by_id;
 	struct cmq_strmap vendor_by_prefix;
-	size_t prefix_lens[CMQ_PREFIX_MAX]; /* distinct vendor prefix lengths, ascending */
+	size_t prefix_lens[CMQ_PREFIX_MAX]; /* distinct vendor prefix lengths, in vendor order */
 	size_t n_prefix_lens;
 };
 
@@ -186,7 +187,7 @@ struct cmq_policy_files {
 /*
  * Load and validate all files. On success returns CMQ_OK and *out (free with
  * cmq_policy_free). On failure returns CMQ_ERR_CONFIG (diag holds every
- * problem found), CMQ_ERR_IO, or CMQ_ERR_NOMEM, and *out is NULL. Warnings may
+ * problem found, unreadable files included) or CMQ_ERR_NOMEM, and *out is NULL. Warnings may
  * be present either way.
  */
 int cmq_policy_load(const struct cmq_policy_files *files, struct cmq_diag *diag,

@@ -28,7 +28,7 @@ void cmq_load_vendors_json(struct cmq_load *l, const char *file, struct json_obj
 /* operators.json (needs roles and vendors). */
 void cmq_load_operators_json(struct cmq_load *l, const char *file, struct json_object *root);
 
-/* The JSON name of a file path for messages: its basename. */
+/* How a file is named in messages: its path as configured, so operators can find it. */
 const char *cmq_load_display(const char *path);
 
 #endif

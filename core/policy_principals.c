@@ -398,6 +398,30 @@ static void operator_digest(struct cmq_operator *op, const char *role, const cha
 	SHA256((const unsigned char *)buf, n > 0 ? (size_t)n : 0, op->cred_digest);
 }
 
+static bool starts_with(const char *s, const char *prefix)
+{
+	return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/*
+ * An operator owns the client ids "<user>" and "<user>-<anything>" (trust.c). The vendor
+ * whose device ids ("<prefix><anything>") could fall in that namespace, or NULL.
+ */
+static const struct cmq_vendor *vendor_overlapping(const struct cmq_policy *p, const char *user)
+{
+	char owned[CMQ_ID_MAX + 2];
+
+	snprintf(owned, sizeof(owned), "%s-", user);
+	for (size_t i = 0; i < p->n_vendors; i++) {
+		const char *prefix = p->vendors[i].prefix;
+
+		if (starts_with(user, prefix) || starts_with(owned, prefix) ||
+		    starts_with(prefix, owned))
+			return &p->vendors[i];
+	}
+	return NULL;
+}
+
 static void load_operator(struct cmq_load *l, struct cmq_jctx *c, struct json_object *o)
 {
 	static const char *const keys[] = {"username",    "role",        "password_hash",
@@ -428,12 +452,12 @@ static void load_operator(struct cmq_load *l, struct cmq_jctx *c, struct json_ob
 			cmq_jerr(c, "duplicate operator %s",
 			         cmq_diag_quote(user, strlen(user), q, sizeof(q)));
 			ok = false;
-		} else if ((v = cmq_policy_vendor_for_device(p, user, strlen(user))) != NULL) {
+		} else if ((v = vendor_overlapping(p, user)) != NULL) {
 			cmq_jerr(c,
-			         "%s starts with vendor %s's device id prefix \"%s\"; operator "
-			         "names must not look like device ids",
-			         cmq_diag_quote(user, strlen(user), q, sizeof(q)), v->id,
-			         v->prefix);
+			         "%s overlaps vendor %s's device id prefix \"%s\": the operator's "
+			         "client ids (%s, %s-...) could pass for device ids; rename one",
+			         cmq_diag_quote(user, strlen(user), q, sizeof(q)), v->id, v->prefix,
+			         user, user);
 			ok = false;
 		}
 		cmq_jpath_pop(c, old);
@@ -493,6 +517,34 @@ static void load_operator(struct cmq_load *l, struct cmq_jctx *c, struct json_ob
 	p->n_operators++;
 }
 
+/*
+ * Operator "a" owns client ids "a" and "a-*"; operator "a-b" would own ids inside that set,
+ * so either could take over the other's sessions. Also record the highest PBKDF2 cost,
+ * which unknown usernames are charged (trust.c).
+ */
+static void check_operator_namespaces(struct cmq_load *l, const char *file)
+{
+	struct cmq_policy *p = l->p;
+	char owned[CMQ_ID_MAX + 2];
+
+	p->max_pw_iterations = CMQ_PBKDF2_DEFAULT_ITERATIONS;
+	for (size_t i = 0; i < p->n_operators; i++) {
+		if (p->operators[i].password_auth &&
+		    p->operators[i].pw.iterations > p->max_pw_iterations)
+			p->max_pw_iterations = p->operators[i].pw.iterations;
+		snprintf(owned, sizeof(owned), "%s-", p->operators[i].username);
+		for (size_t k = 0; k < p->n_operators; k++) {
+			if (k != i && starts_with(p->operators[k].username, owned))
+				cmq_diag_add(
+				    l->diag, CMQ_DIAG_ERROR, file, "$.operators",
+				    "operator \"%s\" lies inside operator \"%s\"'s client ids "
+				    "(\"%s...\"); either could take over the other's sessions: "
+				    "rename one",
+				    p->operators[k].username, p->operators[i].username, owned);
+		}
+	}
+}
+
 void cmq_load_operators_json(struct cmq_load *l, const char *file, struct json_object *root)
 {
 	static const char *const keys[] = {"operator_ca_sha256", "operators", "description", NULL};
@@ -548,4 +600,5 @@ void cmq_load_operators_json(struct cmq_load *l, const char *file, struct json_o
 		cmq_jpath_pop(&c, old);
 	}
 	cmq_jpath_pop(&c, base);
+	check_operator_namespaces(l, file);
 }

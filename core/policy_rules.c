@@ -253,7 +253,8 @@ static void load_categories(struct cmq_load *l, struct cmq_jctx *c, struct json_
 			if (cat->id != NULL) {
 				p->n_categories++;
 			} else {
-				cmq_free(cat->description); /* out of memory: not counted, not kept */
+				/* Out of memory: the entry is not counted, so free it here. */
+				cmq_free(cat->description);
 				cat->description = NULL;
 			}
 		}

@@ -29,26 +29,37 @@ bool cmq_utf8_valid(const char *s, size_t len);
 
 /*
  * Check an identity. Returns true if acceptable; otherwise false and *why (if
- * why != NULL) points to a static sentence such as "contains '+'".
+ * why != NULL) points to a static sentence such as "contains '+'". Refused:
+ * empty ("is empty"), longer than CMQ_ID_MAX bytes, a byte below 0x20, 0x7f or
+ * a C1 control U+0080..U+009F ("contains a control character"; this includes
+ * NUL), '+', '#', '/' ("contains '/'"), invalid UTF-8 ("is not valid UTF-8").
+ * Length is checked first, then the first offending byte, then UTF-8.
  */
 bool cmq_identity_check(const char *s, size_t len, const char **why);
 
 /*
  * Check a concrete topic as published: non-empty, <= CMQ_TOPIC_MAX_LEN, valid
  * UTF-8, no NUL, no '+' or '#'. Same return convention as cmq_identity_check.
+ * There is no depth limit for topics.
  */
 bool cmq_topic_check(const char *s, size_t len, const char **why);
 
 /*
  * Check a subscription filter: as cmq_topic_check, but '+' may fill a whole
- * level and '#' may fill only the last level.
+ * level and '#' may fill only the last level ("'+' must fill a whole level",
+ * "'#' must fill a whole level", "'#' must be the last level"). "$share/..."
+ * is not special here: strip it first with cmq_filter_strip_share().
  */
 bool cmq_filter_check(const char *s, size_t len, const char **why);
 
 /*
- * If filter starts with "$share/<group>/", set *rest/*rest_len to the filter
- * after it and return true; otherwise return false and leave them untouched.
- * A "$share/<group>" with no filter after it returns true with *rest_len 0.
+ * If filter starts with "$share/<group>/", set *rest and *rest_len to the
+ * filter after it and return true; otherwise return false and leave them
+ * untouched. Any filter starting with "$share/" returns true, so a shared
+ * subscription is never mistaken for an ordinary filter: when no filter
+ * follows the group ("$share/g", "$share/g/"), or the group is empty or
+ * contains '+' or '#' ("$share//x", "$share/a+/x"), *rest_len is 0, which
+ * cmq_filter_check() refuses. *rest borrows from filter.
  */
 bool cmq_filter_strip_share(const char *filter, size_t len, const char **rest, size_t *rest_len);
 

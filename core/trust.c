@@ -83,6 +83,24 @@ static bool cert_serial(X509 *cert, char out[CMQ_SERIAL_HEX_MAX + 1])
 	return ok;
 }
 
+/*
+ * An operator's client id is its username or "<username>-<suffix>", so no account can
+ * take over another account's (or a device's) session by reusing its client id.
+ */
+static bool operator_owns_client_id(const char *username, const char *client_id,
+                                    struct cmq_connect_result *out)
+{
+	size_t ulen = strlen(username);
+	char q[160];
+
+	if (strncmp(client_id, username, ulen) == 0 &&
+	    (client_id[ulen] == '\0' || (client_id[ulen] == '-' && client_id[ulen + 1] != '\0')))
+		return true;
+	snprintf(out->detail, sizeof(out->detail), "client id %s for operator \"%s\"",
+	         cmq_diag_quote(client_id, strlen(client_id), q, sizeof(q)), username);
+	return false;
+}
+
 static bool check_client_id(const char *client_id, struct cmq_connect_result *out)
 {
 	const char *why = "is missing";
@@ -139,7 +157,7 @@ enum cmq_decision cmq_connect_check_cert(const struct cmq_policy *p, X509 *cert,
 	OPENSSL_free(raw_cn);
 	memcpy(out->identity, cn, cn_len + 1);
 	if (!cert_serial(cert, out->serial))
-		return deny(out, CMQ_REASON_INTERNAL);
+		return deny(out, CMQ_REASON_CERT_SERIAL_INVALID);
 
 	if (ca->owner == CMQ_CA_VENDOR) {
 		const struct cmq_vendor *v = &p->vendors[ca->vendor];
@@ -182,6 +200,8 @@ enum cmq_decision cmq_connect_check_cert(const struct cmq_policy *p, X509 *cert,
 		return deny(out, CMQ_REASON_CERT_NOT_ALLOWED);
 	if (!check_client_id(client_id, out))
 		return deny(out, CMQ_REASON_CLIENT_ID_INVALID);
+	if (!operator_owns_client_id(cn, client_id, out))
+		return deny(out, CMQ_REASON_CLIENT_ID_NOT_OWNED);
 	out->who.kind = CMQ_PRINCIPAL_OPERATOR;
 	out->who.role = &p->roles[out->who.op->role];
 	out->reason = CMQ_REASON_OK;
@@ -211,15 +231,17 @@ enum cmq_decision cmq_connect_check_password(const struct cmq_policy *p, const c
 	op = cmq_policy_operator_find(p, username, strlen(username));
 	if (op == NULL || !op->password_auth) {
 		/* Same cost as a real check, so timing does not reveal which operators exist. */
-		(void)cmq_passwd_verify(NULL, password, pwlen);
+		cmq_passwd_burn(p->max_pw_iterations, password, pwlen);
 		return deny(out, op == NULL ? CMQ_REASON_UNKNOWN_OPERATOR
 		                            : CMQ_REASON_PASSWORD_NOT_ALLOWED);
 	}
-	/* A missing password costs a full check too: a quick refusal would reveal the name. */
-	if (!cmq_passwd_verify(&op->pw, password, pwlen) || password == NULL)
+	/* A missing or over-long password costs a full check too (see cmq_passwd_verify). */
+	if (!cmq_passwd_verify(&op->pw, password, pwlen))
 		return deny(out, CMQ_REASON_BAD_PASSWORD);
 	if (!check_client_id(client_id, out))
 		return deny(out, CMQ_REASON_CLIENT_ID_INVALID);
+	if (!operator_owns_client_id(username, client_id, out))
+		return deny(out, CMQ_REASON_CLIENT_ID_NOT_OWNED);
 	memcpy(out->identity, username, strlen(username) + 1);
 	out->who.kind = CMQ_PRINCIPAL_OPERATOR;
 	out->who.op = op;

@@ -41,7 +41,7 @@ static enum cmq_access access_of(int mosq_access)
 	}
 }
 
-static void log_denial(struct cmq_plugin *pl, const char *what, const char *topic,
+static void log_denial(struct cmq_plugin *pl, int level, const char *what, const char *topic,
                        const char *username, const char *cid, enum cmq_reason reason,
                        const struct cmq_rule *rule)
 {
@@ -50,7 +50,7 @@ static void log_denial(struct cmq_plugin *pl, const char *what, const char *topi
 	if (!pl->log_denials || !cmq_plugin_log_budget(pl, &pl->deny_budget))
 		return;
 	cmq_plugin_log(
-	    MOSQ_LOG_NOTICE, "denied %s %s for %s/%s: %s: %s%s%s", what,
+	    level, "denied %s %s for %s/%s: %s: %s%s%s", what,
 	    cmq_diag_quote(topic ? topic : "", topic ? strlen(topic) : 0, qt, sizeof(qt)),
 	    cmq_diag_quote(username ? username : "", username ? strlen(username) : 0, qu,
 	                   sizeof(qu)),
@@ -75,8 +75,11 @@ int cmq_plugin_on_acl_check(int event, void *event_data, void *userdata)
 	req.payloadlen = ed->payloadlen;
 	req.retain = ed->retain;
 	d = cmq_acl_check(pl->policy, &req, &res);
+	/* A refused delivery is the normal filtering of a subscription that only partly
+	 * overlaps a deny (a dashboard on city/# and a deny on city/+/anpr): debug level. */
 	if (d != CMQ_ALLOW)
-		log_denial(pl, cmq_access_name(req.access), req.topic, req.username, req.client_id,
+		log_denial(pl, req.access == CMQ_ACCESS_READ ? MOSQ_LOG_DEBUG : MOSQ_LOG_NOTICE,
+		           cmq_access_name(req.access), req.topic, req.username, req.client_id,
 		           res.reason, res.rule);
 	return cmq_plugin_rc(d, MOSQ_ERR_ACL_DENIED);
 }
@@ -116,8 +119,8 @@ int cmq_plugin_on_message(int event, void *event_data, void *userdata)
 	if (!cmq_provenance_for(pl->policy, username, ed->topic, &prov))
 		return MOSQ_ERR_SUCCESS;
 	if (has_forged_property(ed->properties)) {
-		log_denial(pl, "message", ed->topic, username, mosquitto_client_id(ed->client),
-		           CMQ_REASON_FORGED_PROVENANCE, NULL);
+		log_denial(pl, MOSQ_LOG_NOTICE, "message", ed->topic, username,
+		           mosquitto_client_id(ed->client), CMQ_REASON_FORGED_PROVENANCE, NULL);
 		return cmq_plugin_rc(CMQ_DENY, MOSQ_ERR_ACL_DENIED);
 	}
 	/* Appending keeps the list head unless the list was empty (see the file comment). */
@@ -131,7 +134,7 @@ int cmq_plugin_on_message(int event, void *event_data, void *userdata)
 	                                       CMQ_PROP_POLICY, prov.policy) == MOSQ_ERR_SUCCESS)
 		return MOSQ_ERR_SUCCESS;
 	/* Out of memory part-way: refuse rather than forward a message with partial stamps. */
-	log_denial(pl, "message", ed->topic, username, mosquitto_client_id(ed->client),
-	           CMQ_REASON_INTERNAL, NULL);
+	log_denial(pl, MOSQ_LOG_NOTICE, "message", ed->topic, username,
+	           mosquitto_client_id(ed->client), CMQ_REASON_INTERNAL, NULL);
 	return cmq_plugin_rc(CMQ_DENY, MOSQ_ERR_ACL_DENIED);
 }

@@ -47,8 +47,8 @@ static int suite_init(void)
 	cmq_h_init();
 	if (cmq_env_init(&env, NULL) != 0 || cmq_env_start(&env, NULL) != 0)
 		return 1;
-	if (cmq_env_connect_password(&env, "gateway", "gateway-secret", "gw-1", &gw, &reason) !=
-	        0 ||
+	if (cmq_env_connect_password(&env, "gateway", "gateway-secret", "gateway-1", &gw,
+	                             &reason) != 0 ||
 	    cmq_h_subscribe(gw, "$share/gw/raw/#", 1, &granted) != 0) {
 		fprintf(stderr, "gateway could not connect/subscribe (reason %d, granted %d)\n",
 		        reason, granted);
@@ -91,13 +91,18 @@ static const struct connect_case {
     {CERT, "bad/civitas-noprefix", NULL, NULL, NOT_AUTHORISED, "CN_PREFIX"},
     {CERT, "bad/civitas-expired-001", NULL, NULL, -1, NULL},
     {CERT, "admin", "admin-console", NULL, 0, NULL},
-    {PASSWORD, "gateway", "gw-probe", "gateway-secret", 0, NULL},
-    {PASSWORD, "gateway", "gw-probe", "wrong", NOT_AUTHORISED, "BAD_PASSWORD"},
+    {CERT, "admin", "gateway-1", NULL, NOT_AUTHORISED, "CLIENT_ID_NOT_OWNED"},
+    {PASSWORD, "gateway", "gateway-probe", "gateway-secret", 0, NULL},
+    {PASSWORD, "gateway", "gateway-probe", "wrong", NOT_AUTHORISED, "BAD_PASSWORD"},
     {PASSWORD, "nobody", NULL, "x", NOT_AUTHORISED, "UNKNOWN_OPERATOR"},
     {PASSWORD, "civitas-air-001", NULL, "x", NOT_AUTHORISED, "UNKNOWN_OPERATOR"},
     {PASSWORD, "admin", NULL, "admin-secret", NOT_AUTHORISED, "PASSWORD_NOT_ALLOWED"},
     {PASSWORD, "dash+board", NULL, "x", NOT_AUTHORISED, "USERNAME_INVALID"},
     {PASSWORD, "dashboard", "dash#1", "dashboard-secret", NOT_AUTHORISED, "CLIENT_ID_INVALID"},
+    /* No account may take over another's session, or a device's, by reusing its client id. */
+    {PASSWORD, "dashboard", "gateway-1", "dashboard-secret", NOT_AUTHORISED, "CLIENT_ID_NOT_OWNED"},
+    {PASSWORD, "dashboard", "civitas-air-001", "dashboard-secret", NOT_AUTHORISED,
+     "CLIENT_ID_NOT_OWNED"},
     {PASSWORD, NULL, "anon-1", NULL, NOT_AUTHORISED, "NO_CREDENTIALS"},
 };
 
@@ -296,9 +301,9 @@ static void TEST_dashboard_reads_city_only(void)
 	struct cmq_h_msg m;
 	int reason, code;
 
-	CU_ASSERT_EQUAL_FATAL(
-	    cmq_env_connect_password(&env, "gateway", "gateway-secret", "gw-pub", &gwpub, &reason),
-	    0);
+	CU_ASSERT_EQUAL_FATAL(cmq_env_connect_password(&env, "gateway", "gateway-secret",
+	                                               "gateway-pub", &gwpub, &reason),
+	                      0);
 	drain(dash);
 	CU_ASSERT_EQUAL(
 	    cmq_h_publish(gwpub, "city/north/anpr", "{\"t\":1}", 7, 1, false, NULL, &code), 0);
@@ -454,14 +459,14 @@ static void TEST_removed_operator_is_cut_off(void)
 	int reason;
 
 	CU_ASSERT_EQUAL_FATAL(cmq_env_connect_password(&env, "traffic-centre",
-	                                               "traffic-centre-secret", "tc-2", &tc,
-	                                               &reason),
+	                                               "traffic-centre-secret", "traffic-centre-2",
+	                                               &tc, &reason),
 	                      0);
 	mark = cmq_h_log_mark(&env.broker);
 	CU_ASSERT_EQUAL_FATAL(cmq_env_write_config(&env, &o), 0);
 	CU_ASSERT_EQUAL(cmq_env_reload(&env), 1);
 	CU_ASSERT_TRUE(cmq_h_wait_disconnect(tc, 3000));
-	CU_ASSERT_TRUE(logged(mark, "disconnecting \"tc-2\"", "UNKNOWN_OPERATOR"));
+	CU_ASSERT_TRUE(logged(mark, "disconnecting \"traffic-centre-2\"", "UNKNOWN_OPERATOR"));
 	cmq_h_close(tc);
 	CU_ASSERT_EQUAL_FATAL(cmq_env_write_config(&env, NULL), 0);
 	CU_ASSERT_EQUAL(cmq_env_reload(&env), 1);
