@@ -1,8 +1,8 @@
 /*
  * fuzz_acl.c - libFuzzer target for the decision path: the example city's policy is
- * loaded once; each input is split at NUL bytes into access, username, client id and topic,
- * and the ACL check (and for some inputs the password connect check) runs on it. Nothing may crash, and
- * a decision must always carry a reason inside the reason table.
+ * loaded once; each input is split at NUL bytes into access, username, client id and
+ * topic, and the ACL check (and for some inputs the password connect check) runs on it.
+ * Nothing may crash, and a decision must always carry a reason inside the reason table.
  */
 #include "acl.h"
 #include "error.h"
