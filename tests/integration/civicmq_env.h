@@ -9,7 +9,8 @@
  *   port[1]  operators by password, over TLS (server authentication only)
  *
  * Test operators (password "<username>-secret"): gateway, dashboard, traffic-centre
- * (traffic-control), field-crew (maintenance), lez-office (enforcement); admin has a
+ * (traffic-control), field-crew (maintenance), lez-office (enforcement), district-north
+ * (bridge: a district broker forwarding its raw data); admin has a
  * certificate only. vendors.json revokes the serial of bad/civitas-revoked-001.
  *
  * Config changes for reload tests go through cmq_env_write_config() with overrides and

@@ -294,6 +294,37 @@ static void TEST_provenance_stamped_and_not_forgeable(void)
 	cmq_h_close(v3);
 }
 
+/* A district broker's bridge forwards raw data with the provenance its own plugin stamped. */
+static void TEST_bridge_keeps_district_provenance(void)
+{
+	const char *stamps[] = {"civicmq-vendor",  "civitas",      "civicmq-device",
+	                        "civitas-air-042", "civicmq-tier", "trusted",
+	                        "civicmq-policy",  "district+0",   NULL};
+	struct cmq_h_client *br = NULL;
+	struct cmq_h_msg m;
+	int code, reason;
+
+	CU_ASSERT_EQUAL_FATAL(cmq_env_connect_password(&env, "district-north",
+	                                               "district-north-secret", NULL, &br, &reason),
+	                      0);
+	drain(gw);
+	CU_ASSERT_EQUAL(
+	    cmq_h_publish(br, "raw/north/air/civitas-air-042", "{}", 2, 1, false, stamps, &code),
+	    0);
+	CU_ASSERT_EQUAL_FATAL(cmq_h_wait_message(gw, 3000, &m), 0);
+	CU_ASSERT_PTR_NOT_NULL(cmq_h_msg_prop(&m, "civicmq-device"));
+	if (cmq_h_msg_prop(&m, "civicmq-device") != NULL) {
+		CU_ASSERT_STRING_EQUAL(cmq_h_msg_prop(&m, "civicmq-device"), "civitas-air-042");
+		CU_ASSERT_STRING_EQUAL(cmq_h_msg_prop(&m, "civicmq-policy"), "district+0");
+	}
+	cmq_h_msg_clear(&m);
+	/* A bridge is still bound by the rules: no rule, no raw topic; and it reads nothing raw. */
+	CU_ASSERT_EQUAL(cmq_h_publish(br, "raw/north/volcano/x", "{}", 2, 1, false, NULL, &code),
+	                CMQ_H_REFUSED);
+	CU_ASSERT_EQUAL(cmq_h_subscribe(br, "raw/#", 1, &code), CMQ_H_REFUSED);
+	cmq_h_close(br);
+}
+
 /* Dashboards see scrubbed topics, never anything under an explicit deny, never raw. */
 static void TEST_dashboard_reads_city_only(void)
 {
@@ -498,6 +529,7 @@ int main(void)
 	    {"connect_matrix", TEST_connect_matrix},
 	    {"acl_matrix", TEST_acl_matrix},
 	    {"provenance_stamped_and_not_forgeable", TEST_provenance_stamped_and_not_forgeable},
+	    {"bridge_keeps_district_provenance", TEST_bridge_keeps_district_provenance},
 	    {"dashboard_reads_city_only", TEST_dashboard_reads_city_only},
 	    {"commands_reach_own_device", TEST_commands_reach_own_device},
 	    {"reload_with_broken_file_keeps_policy", TEST_reload_with_broken_file_keeps_policy},
