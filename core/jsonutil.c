@@ -427,6 +427,16 @@ struct json_object *cmq_jget(struct cmq_jctx *c, struct json_object *obj, const 
 	return NULL;
 }
 
+bool cmq_jis_object(struct cmq_jctx *c, struct json_object *v)
+{
+	char d[160];
+
+	if (json_object_is_type(v, json_type_object))
+		return true;
+	cmq_jerr(c, "expected an object, got %s", cmq_jdescribe(v, d, sizeof(d)));
+	return false;
+}
+
 const char *cmq_jas_string(struct cmq_jctx *c, struct json_object *v, size_t max_len)
 {
 	char d[160];

@@ -92,6 +92,9 @@ struct json_object *cmq_jarray(struct cmq_jctx *c, struct json_object *obj, cons
 struct json_object *cmq_jobject(struct cmq_jctx *c, struct json_object *obj, const char *key,
                                 bool required);
 
+/* Whether v is an object; adds "expected an object, got ..." at the current path if not. */
+bool cmq_jis_object(struct cmq_jctx *c, struct json_object *v);
+
 /*
  * Check a value is a string (valid UTF-8, no NUL, <= max_len); adds an error
  * at the current path otherwise. Returns the string or NULL.

@@ -87,6 +87,42 @@ const char *cmq_scrub_kind_name(enum cmq_scrub_kind k)
 	return (unsigned)k < CMQ_SCRUB__COUNT ? scrub_kinds[k].name : "?";
 }
 
+/* The "id" member of o if it is a string, else "" (for duplicate lookups before checks). */
+static const char *json_id(struct json_object *o)
+{
+	struct json_object *v;
+
+	if (json_object_object_get_ex(o, "id", &v) && json_object_is_type(v, json_type_string))
+		return json_object_get_string(v);
+	return "";
+}
+
+/*
+ * The required, valid "id" of o, or NULL after an error; taken says whether an item with
+ * that id was already loaded (a duplicate).
+ */
+static const char *unique_id(struct cmq_jctx *c, struct json_object *o, const char *what,
+                             bool taken)
+{
+	const char *id = NULL;
+	char q[128], label[64];
+	size_t old;
+
+	if (!cmq_jstring(c, o, "id", true, CMQ_ID_FIELD_MAX, &id) || id == NULL)
+		return NULL;
+	old = cmq_jpath_push_key(c, "id");
+	snprintf(label, sizeof(label), "%s id", what);
+	if (!cmq_load_check_id(c, id, label)) {
+		id = NULL;
+	} else if (taken) {
+		cmq_jerr(c, "duplicate %s id %s", what,
+		         cmq_diag_quote(id, strlen(id), q, sizeof(q)));
+		id = NULL;
+	}
+	cmq_jpath_pop(c, old);
+	return id;
+}
+
 static int find_category(const struct cmq_policy *p, const char *id)
 {
 	for (size_t i = 0; i < p->n_categories; i++) {
@@ -222,26 +258,13 @@ static void load_categories(struct cmq_load *l, struct cmq_jctx *c, struct json_
 		const char *id = NULL, *desc = NULL;
 		bool linked = false;
 		size_t old = cmq_jpath_push_index(c, i);
-		char d[160], q[128];
 
-		if (!json_object_is_type(o, json_type_object)) {
-			cmq_jerr(c, "expected an object, got %s", cmq_jdescribe(o, d, sizeof(d)));
+		if (!cmq_jis_object(c, o)) {
 			cmq_jpath_pop(c, old);
 			continue;
 		}
 		cmq_jcheck_keys(c, o, keys);
-		if (cmq_jstring(c, o, "id", true, CMQ_ID_FIELD_MAX, &id) && id != NULL) {
-			size_t o2 = cmq_jpath_push_key(c, "id");
-
-			if (!cmq_load_check_id(c, id, "category id")) {
-				id = NULL;
-			} else if (find_category(p, id) >= 0) {
-				cmq_jerr(c, "duplicate category id %s",
-				         cmq_diag_quote(id, strlen(id), q, sizeof(q)));
-				id = NULL;
-			}
-			cmq_jpath_pop(c, o2);
-		}
+		id = unique_id(c, o, "category", find_category(p, json_id(o)) >= 0);
 		if (cmq_jstring(c, o, "description", true, 500, &desc) &&
 		    cmq_jbool(c, o, "resident_linked", false, &linked) && id != NULL &&
 		    desc != NULL) {
@@ -286,11 +309,9 @@ static void load_profile_ops(struct cmq_load *l, struct cmq_jctx *c, struct json
 		struct json_object *o = json_object_array_get_idx(arr, i);
 		const char *opname = NULL, *path = NULL;
 		size_t old = cmq_jpath_push_index(c, i);
-		char d[160];
 		int kind = -1;
 
-		if (!json_object_is_type(o, json_type_object)) {
-			cmq_jerr(c, "expected an object, got %s", cmq_jdescribe(o, d, sizeof(d)));
+		if (!cmq_jis_object(c, o)) {
 			cmq_jpath_pop(c, old);
 			continue;
 		}
@@ -346,26 +367,13 @@ static void load_profiles(struct cmq_load *l, struct cmq_jctx *c, struct json_ob
 		const char *id = NULL, *desc = NULL;
 		size_t old = cmq_jpath_push_index(c, i);
 		struct cmq_profile *prof = &p->profiles[p->n_profiles];
-		char d[160], q[128];
 
-		if (!json_object_is_type(o, json_type_object)) {
-			cmq_jerr(c, "expected an object, got %s", cmq_jdescribe(o, d, sizeof(d)));
+		if (!cmq_jis_object(c, o)) {
 			cmq_jpath_pop(c, old);
 			continue;
 		}
 		cmq_jcheck_keys(c, o, keys);
-		if (cmq_jstring(c, o, "id", true, CMQ_ID_FIELD_MAX, &id) && id != NULL) {
-			size_t o2 = cmq_jpath_push_key(c, "id");
-
-			if (!cmq_load_check_id(c, id, "profile id")) {
-				id = NULL;
-			} else if (find_profile(p, id) >= 0) {
-				cmq_jerr(c, "duplicate scrub profile id %s",
-				         cmq_diag_quote(id, strlen(id), q, sizeof(q)));
-				id = NULL;
-			}
-			cmq_jpath_pop(c, o2);
-		}
+		id = unique_id(c, o, "scrub profile", find_profile(p, json_id(o)) >= 0);
 		(void)cmq_jstring(c, o, "description", false, 500, &desc);
 		ops = cmq_jarray(c, o, "ops", true);
 		if (ops != NULL) {
@@ -727,10 +735,9 @@ static void load_rules(struct cmq_load *l, struct cmq_jctx *c, struct json_objec
 	for (size_t i = 0; i < n && !l->nomem; i++) {
 		struct json_object *o = json_object_array_get_idx(arr, i);
 		size_t old = cmq_jpath_push_index(c, i), before = p->n_rules;
-		char d[160], q[128];
+		char q[128];
 
-		if (!json_object_is_type(o, json_type_object)) {
-			cmq_jerr(c, "expected an object, got %s", cmq_jdescribe(o, d, sizeof(d)));
+		if (!cmq_jis_object(c, o)) {
 			cmq_jpath_pop(c, old);
 			continue;
 		}
@@ -914,10 +921,9 @@ static void load_roles(struct cmq_load *l, struct cmq_jctx *c, struct json_objec
 		const char *id = NULL, *desc = NULL;
 		size_t old = cmq_jpath_push_index(c, i);
 		struct cmq_role *r = NULL;
-		char d[160], q[128];
+		char q[128];
 
-		if (!json_object_is_type(o, json_type_object)) {
-			cmq_jerr(c, "expected an object, got %s", cmq_jdescribe(o, d, sizeof(d)));
+		if (!cmq_jis_object(c, o)) {
 			cmq_jpath_pop(c, old);
 			continue;
 		}

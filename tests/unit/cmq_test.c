@@ -4,8 +4,11 @@
 #include "cmq_test.h"
 
 #include "alloc.h"
+#include "error.h"
+#include "policy.h"
 
 #include <CUnit/Basic.h>
+#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,4 +155,34 @@ int cmq_test_run(const char *suite_name, const struct cmq_test_case *cases)
 		failures++;
 	CU_cleanup_registry();
 	return failures > 255 ? 255 : (int)failures;
+}
+
+struct cmq_policy *cmq_test_load_clean(const struct cmq_policy_files *files, bool warnings_ok)
+{
+	struct cmq_policy *p = NULL;
+	struct cmq_diag diag;
+	int rc;
+
+	cmq_diag_init(&diag);
+	rc = cmq_policy_load(files, &diag, &p);
+	for (size_t i = 0; i < diag.n; i++)
+		fprintf(stderr, "\n  policy: %s", diag.entries[i].text);
+	CU_ASSERT_EQUAL(rc, CMQ_OK);
+	CU_ASSERT_EQUAL(diag.errors, 0);
+	if (!warnings_ok)
+		CU_ASSERT_EQUAL(diag.warnings, 0);
+	cmq_diag_cleanup(&diag);
+	return p;
+}
+
+void cmq_test_add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
+{
+	X509V3_CTX ctx;
+	X509_EXTENSION *ext;
+
+	X509V3_set_ctx(&ctx, issuer, cert, NULL, NULL, 0);
+	ext = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(ext);
+	CU_ASSERT_FATAL(X509_add_ext(cert, ext, -1) == 1);
+	X509_EXTENSION_free(ext);
 }

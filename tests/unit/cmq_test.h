@@ -15,8 +15,12 @@
 #define CMQ_TEST_H
 
 #include <CUnit/CUnit.h>
+#include <openssl/x509.h>
 #include <stdbool.h>
 #include <stddef.h>
+
+struct cmq_policy;
+struct cmq_policy_files;
 
 struct cmq_test_case {
 	const char *name;
@@ -41,5 +45,14 @@ const char *cmq_test_data(const char *name);
 const char *cmq_test_tmpdir(void);
 /* Write text to dir/name; returns the full path in a static buffer (valid until next call). */
 const char *cmq_test_write_file(const char *name, const char *text);
+
+/*
+ * Load a policy that must load: prints every diagnostic, asserts CMQ_OK, no errors and
+ * (unless warnings_ok) no warnings. Returns the policy, or NULL after a failed assertion.
+ */
+struct cmq_policy *cmq_test_load_clean(const struct cmq_policy_files *files, bool warnings_ok);
+
+/* Add an X.509v3 extension (nid and value as in openssl.cnf) to cert; asserts success. */
+void cmq_test_add_ext(X509 *cert, X509 *issuer, int nid, const char *value);
 
 #endif

@@ -308,8 +308,6 @@ static const struct cmq_policy *example(void)
 {
 	static char pol[2048], ven[2048];
 	struct cmq_policy_files files;
-	struct cmq_diag diag;
-	int rc;
 
 	if (policy != NULL)
 		return policy;
@@ -319,14 +317,7 @@ static const struct cmq_policy *example(void)
 	files.vendors = ven;
 	files.operators = write_operators();
 	files.ca_file = NULL;
-	cmq_diag_init(&diag);
-	rc = cmq_policy_load(&files, &diag, &policy);
-	for (size_t i = 0; i < diag.n; i++)
-		fprintf(stderr, "\n  policy: %s", diag.entries[i].text);
-	CU_ASSERT_EQUAL_FATAL(rc, CMQ_OK);
-	CU_ASSERT_EQUAL(diag.errors, 0);
-	CU_ASSERT_EQUAL(diag.warnings, 0);
-	cmq_diag_cleanup(&diag);
+	policy = cmq_test_load_clean(&files, false);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(policy);
 	return policy;
 }

@@ -45,18 +45,6 @@ static struct {
 	    hash_dash2[CMQ_PASSWD_STR_MAX], hash_tc[CMQ_PASSWD_STR_MAX];
 } pki;
 
-static void add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
-{
-	X509V3_CTX ctx;
-	X509_EXTENSION *ext;
-
-	X509V3_set_ctx(&ctx, issuer, cert, NULL, NULL, 0);
-	ext = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(ext);
-	CU_ASSERT_FATAL(X509_add_ext(cert, ext, -1) == 1);
-	X509_EXTENSION_free(ext);
-}
-
 static X509 *sign_cert(const char *cn, EVP_PKEY *pub, const struct test_ca *issuer,
                        EVP_PKEY *issuer_key, uint64_t serial)
 {
@@ -74,8 +62,8 @@ static X509 *sign_cert(const char *cn, EVP_PKEY *pub, const struct test_ca *issu
 	CU_ASSERT_FATAL(X509_gmtime_adj(X509_getm_notBefore(c), -3600) != NULL);
 	CU_ASSERT_FATAL(X509_gmtime_adj(X509_getm_notAfter(c), 86400L * 365) != NULL);
 	CU_ASSERT_FATAL(X509_set_pubkey(c, pub) == 1);
-	add_ext(c, issuer ? issuer->cert : c, NID_basic_constraints,
-	        issuer ? "critical,CA:FALSE" : "critical,CA:TRUE");
+	cmq_test_add_ext(c, issuer ? issuer->cert : c, NID_basic_constraints,
+	                 issuer ? "critical,CA:FALSE" : "critical,CA:TRUE");
 	CU_ASSERT_FATAL(X509_sign(c, issuer_key, EVP_sha256()) > 0);
 	X509_NAME_free(name);
 	return c;
@@ -225,10 +213,7 @@ static struct cmq_policy *load_variant(const struct variant *v)
 	static char text[16384];
 	char vendors[4096], operators[4096];
 	struct cmq_policy_files files;
-	struct cmq_diag diag;
-	struct cmq_policy *p = NULL;
 	size_t off;
-	int rc;
 
 	off = (size_t)snprintf(text, sizeof(text), "{\"vendors\": [\n");
 	off += vendor_json(text + off, sizeof(text) - off, &v->civitas, false);
@@ -262,15 +247,7 @@ static struct cmq_policy *load_variant(const struct variant *v)
 	files.vendors = vendors;
 	files.operators = operators;
 	files.ca_file = pki.bundle;
-	cmq_diag_init(&diag);
-	rc = cmq_policy_load(&files, &diag, &p);
-	for (size_t i = 0; i < diag.n; i++) {
-		if (diag.entries[i].level == CMQ_DIAG_ERROR)
-			fprintf(stderr, "\n  policy: %s", diag.entries[i].text);
-	}
-	cmq_diag_cleanup(&diag);
-	CU_ASSERT_EQUAL(rc, CMQ_OK);
-	return p;
+	return cmq_test_load_clean(&files, true);
 }
 
 /* ---- the admitted clients ---- */

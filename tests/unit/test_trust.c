@@ -59,18 +59,6 @@ static EVP_PKEY *make_key(void)
 	return k;
 }
 
-static void add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
-{
-	X509V3_CTX ctx;
-	X509_EXTENSION *ext;
-
-	X509V3_set_ctx(&ctx, issuer, cert, NULL, NULL, 0);
-	ext = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(ext);
-	CU_ASSERT_FATAL(X509_add_ext(cert, ext, -1) == 1);
-	X509_EXTENSION_free(ext);
-}
-
 /* A certificate for subject/pub, signed by issuer_key; issuer NULL = self-signed. */
 static X509 *sign_cert(const X509_NAME *subject, EVP_PKEY *pub, X509 *issuer, EVP_PKEY *issuer_key,
                        int64_t serial, bool is_ca)
@@ -87,10 +75,12 @@ static X509 *sign_cert(const X509_NAME *subject, EVP_PKEY *pub, X509 *issuer, EV
 	CU_ASSERT_FATAL(X509_gmtime_adj(X509_getm_notAfter(c), 86400L * 365) != NULL);
 	CU_ASSERT_FATAL(X509_set_pubkey(c, pub) == 1);
 	if (is_ca) {
-		add_ext(c, issuer ? issuer : c, NID_basic_constraints, "critical,CA:TRUE");
-		add_ext(c, issuer ? issuer : c, NID_key_usage, "critical,keyCertSign,cRLSign");
+		cmq_test_add_ext(c, issuer ? issuer : c, NID_basic_constraints, "critical,CA:TRUE");
+		cmq_test_add_ext(c, issuer ? issuer : c, NID_key_usage,
+		                 "critical,keyCertSign,cRLSign");
 	} else {
-		add_ext(c, issuer ? issuer : c, NID_basic_constraints, "critical,CA:FALSE");
+		cmq_test_add_ext(c, issuer ? issuer : c, NID_basic_constraints,
+		                 "critical,CA:FALSE");
 	}
 	CU_ASSERT_FATAL(X509_sign(c, issuer_key, EVP_sha256()) > 0);
 	return c;
@@ -292,9 +282,7 @@ static void make_pki(void)
 static struct cmq_policy *load(long *live_before)
 {
 	struct cmq_policy_files files;
-	struct cmq_diag diag;
 	struct cmq_policy *p = NULL;
-	int rc;
 
 	make_pki();
 	*live_before = cmq_test_live_allocations();
@@ -302,14 +290,7 @@ static struct cmq_policy *load(long *live_before)
 	files.vendors = pki.vendors;
 	files.operators = pki.operators_json;
 	files.ca_file = pki.bundle;
-	cmq_diag_init(&diag);
-	rc = cmq_policy_load(&files, &diag, &p);
-	for (size_t i = 0; i < diag.n; i++)
-		fprintf(stderr, "\n  policy: %s", diag.entries[i].text);
-	CU_ASSERT_EQUAL_FATAL(rc, CMQ_OK);
-	CU_ASSERT_EQUAL(diag.errors, 0);
-	CU_ASSERT_EQUAL(diag.warnings, 0);
-	cmq_diag_cleanup(&diag);
+	p = cmq_test_load_clean(&files, false);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(p);
 	return p;
 }
