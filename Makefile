@@ -5,7 +5,7 @@
 #   make lint       clang-format check and banned-call grep
 #   make format     rewrite sources with clang-format
 #   make bench      benchmarks (see bench/README.md); results go to bench/RESULTS.md by hand
-#   make install    honours DESTDIR and PREFIX
+#   make install    honours DESTDIR and PREFIX; never overwrites files in SYSCONFDIR
 #   make demo       the end-to-end demo (see README.md)
 #
 # Variables: CC, CFLAGS, LDFLAGS (respected), BUILD (output dir), SAN=1 (sanitizer build),
@@ -77,7 +77,7 @@ BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 DEPS_STAMP := $(BUILD)/.deps-ok
 
 .PHONY: all deps test unit unit-san integration fuzz fuzz-regress lint format install \
-	uninstall clean bench demo passwd
+	install-check uninstall clean bench demo passwd
 
 all: $(DEPS_STAMP) $(CORE_LIB) $(PLUGIN) $(TOOLS)
 
@@ -156,6 +156,7 @@ test: lint
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory unit-san
 	@$(MAKE) --no-print-directory fuzz-regress
+	@$(MAKE) --no-print-directory install-check
 	@$(MAKE) --no-print-directory integration
 	@echo "civicmq: all tests passed"
 
@@ -179,16 +180,42 @@ format:
 
 # ---- install ----
 install: all
-	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR) $(DESTDIR)$(DOCDIR)
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR) \
+		$(DESTDIR)$(DOCDIR)/examples
 	install -m 0644 $(PLUGIN) $(DESTDIR)$(LIBDIR)/civicmq_plugin.so
 	install -m 0755 $(TOOLS) $(DESTDIR)$(BINDIR)/
-	install -m 0644 config/*.json config/mosquitto.conf $(DESTDIR)$(SYSCONFDIR)/
-	install -m 0644 README.md config/README.md $(DESTDIR)$(DOCDIR)/
 	install -m 0755 certs/civicmq-pki $(DESTDIR)$(BINDIR)/civicmq-pki
+	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
+	install -m 0644 config/README.md $(DESTDIR)$(DOCDIR)/configuration.md
+	install -m 0644 config/*.json config/mosquitto.conf $(DESTDIR)$(DOCDIR)/examples/
+	@# A running city's configuration is never overwritten: examples go to /etc only once.
+	@for f in config/*.json config/mosquitto.conf; do \
+		t=$(DESTDIR)$(SYSCONFDIR)/$$(basename $$f); \
+		if [ -e "$$t" ]; then echo "keeping existing $$t"; \
+		else install -m 0640 $$f "$$t"; fi; done
+
+# `make test` checks that install works into a staging directory, and that the plugin
+# exports nothing but Mosquitto's three entry points.
+install-check: all
+	@rm -rf $(BUILD)/stage
+	@$(MAKE) --no-print-directory install DESTDIR=$(CURDIR)/$(BUILD)/stage PREFIX=/usr >/dev/null
+	@for f in usr/lib/civicmq/civicmq_plugin.so usr/bin/civicmq-passwd usr/bin/civicmq-pki \
+		etc/civicmq/policy.json etc/civicmq/mosquitto.conf \
+		usr/share/doc/civicmq/configuration.md usr/share/doc/civicmq/examples/vendors.json; do \
+		test -e $(BUILD)/stage/$$f || { echo "install-check: $$f missing"; exit 1; }; done
+	@echo '{}' > $(BUILD)/stage/etc/civicmq/policy.json
+	@$(MAKE) --no-print-directory install DESTDIR=$(CURDIR)/$(BUILD)/stage PREFIX=/usr >/dev/null
+	@test "$$(cat $(BUILD)/stage/etc/civicmq/policy.json)" = '{}' || \
+		{ echo "install-check: install overwrote an existing policy.json"; exit 1; }
+	@exports=$$(nm -D --defined-only $(PLUGIN) | awk '$$2 == "T" {print $$3}' | sort | tr '\n' ' '); \
+	test "$$exports" = "mosquitto_plugin_cleanup mosquitto_plugin_init mosquitto_plugin_version " || \
+		{ echo "install-check: plugin exports: $$exports"; exit 1; }
+	@echo "install-check: ok"
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/civicmq_plugin.so $(DESTDIR)$(BINDIR)/civicmq-passwd \
 		$(DESTDIR)$(BINDIR)/civicmq-pki
+	@echo "configuration in $(DESTDIR)$(SYSCONFDIR) is left in place"
 
 clean:
 	rm -rf build
