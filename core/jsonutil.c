@@ -298,27 +298,9 @@ void cmq_jctx_init(struct cmq_jctx *c, const char *file, struct cmq_diag *diag)
 {
 	c->file = file;
 	c->diag = diag;
+	c->depth = 0;
 	c->path[0] = '$';
 	c->path[1] = '\0';
-	c->path_len = 1;
-}
-
-/* Append text (already formatted) to the path; keeps it readable when truncated. */
-static size_t path_append(struct cmq_jctx *c, const char *text)
-{
-	size_t old = c->path_len, n = strlen(text);
-
-	if (n >= sizeof(c->path) - old) {
-		/* What fits, then "..." over the last three bytes. */
-		memcpy(c->path + old, text, sizeof(c->path) - 1 - old);
-		c->path_len = sizeof(c->path) - 1;
-		c->path[c->path_len] = '\0';
-		memcpy(c->path + c->path_len - 3, "...", 3);
-	} else {
-		memcpy(c->path + old, text, n + 1);
-		c->path_len = old + n;
-	}
-	return old;
 }
 
 static bool identifier_like(const char *key)
@@ -335,30 +317,70 @@ static bool identifier_like(const char *key)
 
 size_t cmq_jpath_push_key(struct cmq_jctx *c, const char *key)
 {
-	char q[128], text[160];
+	size_t mark = c->depth;
 
-	if (identifier_like(key))
-		snprintf(text, sizeof(text), ".%s", key);
-	else
-		snprintf(text, sizeof(text), "[%s]",
-		         cmq_diag_quote(key, strlen(key), q, sizeof(q)));
-	return path_append(c, text);
+	if (c->depth < CMQ_JPATH_DEPTH) {
+		c->seg[c->depth].key = key;
+		c->seg[c->depth].index = 0;
+	}
+	c->depth++;
+	return mark;
 }
 
 size_t cmq_jpath_push_index(struct cmq_jctx *c, size_t i)
 {
-	char text[32];
+	size_t mark = c->depth;
 
-	snprintf(text, sizeof(text), "[%zu]", i);
-	return path_append(c, text);
+	if (c->depth < CMQ_JPATH_DEPTH) {
+		c->seg[c->depth].key = NULL;
+		c->seg[c->depth].index = i;
+	}
+	c->depth++;
+	return mark;
 }
 
-void cmq_jpath_pop(struct cmq_jctx *c, size_t old_len)
+void cmq_jpath_pop(struct cmq_jctx *c, size_t mark)
 {
-	if (old_len < sizeof(c->path)) {
-		c->path_len = old_len;
-		c->path[old_len] = '\0';
+	if (mark <= c->depth)
+		c->depth = mark;
+}
+
+const char *cmq_jpath(struct cmq_jctx *c)
+{
+	size_t off = 1, n = c->depth < CMQ_JPATH_DEPTH ? c->depth : CMQ_JPATH_DEPTH;
+	char text[160], q[128];
+
+	c->path[0] = '$';
+	c->path[1] = '\0';
+	for (size_t i = 0; i <= n; i++) {
+		size_t len;
+
+		if (i == n) {
+			if (c->depth <= CMQ_JPATH_DEPTH)
+				break;
+			snprintf(text, sizeof(text), "...");
+		} else if (c->seg[i].key == NULL) {
+			snprintf(text, sizeof(text), "[%zu]", c->seg[i].index);
+		} else if (identifier_like(c->seg[i].key)) {
+			snprintf(text, sizeof(text), ".%s", c->seg[i].key);
+		} else {
+			snprintf(
+			    text, sizeof(text), "[%s]",
+			    cmq_diag_quote(c->seg[i].key, strlen(c->seg[i].key), q, sizeof(q)));
+		}
+		len = strlen(text);
+		if (off + len >= sizeof(c->path)) {
+			/* What fits, then "..." over the last three bytes. */
+			memcpy(c->path + off, text, sizeof(c->path) - 1 - off);
+			off = sizeof(c->path) - 1;
+			memcpy(c->path + off - 3, "...", 3);
+			break;
+		}
+		memcpy(c->path + off, text, len);
+		off += len;
 	}
+	c->path[off] = '\0';
+	return c->path;
 }
 
 void cmq_jerr(struct cmq_jctx *c, const char *fmt, ...)
@@ -366,7 +388,7 @@ void cmq_jerr(struct cmq_jctx *c, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	cmq_diag_vadd(c->diag, CMQ_DIAG_ERROR, c->file, c->path, fmt, ap);
+	cmq_diag_vadd(c->diag, CMQ_DIAG_ERROR, c->file, cmq_jpath(c), fmt, ap);
 	va_end(ap);
 }
 
@@ -375,7 +397,7 @@ void cmq_jwarn(struct cmq_jctx *c, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	cmq_diag_vadd(c->diag, CMQ_DIAG_WARNING, c->file, c->path, fmt, ap);
+	cmq_diag_vadd(c->diag, CMQ_DIAG_WARNING, c->file, cmq_jpath(c), fmt, ap);
 	va_end(ap);
 }
 

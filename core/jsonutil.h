@@ -26,13 +26,24 @@
 #include <stdint.h>
 
 #define CMQ_JSON_MAX_DEPTH 32
-#define CMQ_JPATH_MAX      256
+#define CMQ_JPATH_MAX      256 /* longest formatted path, bytes (longer ones end in "...") */
+#define CMQ_JPATH_DEPTH    64  /* path segments remembered (deeper ones show as "...") */
 
+/*
+ * Where a loader is: the file, where its problems go, and the path as a stack of
+ * segments. Pushing borrows the key (it must live until the matching pop, as keys of a
+ * json-c object or string literals do); the path is formatted only when a diagnostic
+ * needs it, so walking a large valid file costs no formatting at all.
+ */
 struct cmq_jctx {
 	const char *file;      /* name used in messages */
 	struct cmq_diag *diag; /* where problems go */
-	char path[CMQ_JPATH_MAX];
-	size_t path_len;
+	struct {
+		const char *key; /* NULL: an array index */
+		size_t index;
+	} seg[CMQ_JPATH_DEPTH];
+	size_t depth;             /* segments pushed (may exceed CMQ_JPATH_DEPTH) */
+	char path[CMQ_JPATH_MAX]; /* formatted by cmq_jpath() */
 };
 
 /*
@@ -51,12 +62,18 @@ int cmq_json_parse(const char *text, size_t len, const char *display, struct cmq
 
 /* Start a context at "$". */
 void cmq_jctx_init(struct cmq_jctx *c, const char *file, struct cmq_diag *diag);
-/* Append ".key" (or "[\"key\"]" when key is not identifier-like); returns the old length. */
+/* Descend into member key (borrowed until popped); returns a mark for cmq_jpath_pop. */
 size_t cmq_jpath_push_key(struct cmq_jctx *c, const char *key);
-/* Append "[i]"; returns the old length. */
+/* Descend into array element i; returns a mark for cmq_jpath_pop. */
 size_t cmq_jpath_push_index(struct cmq_jctx *c, size_t i);
-/* Restore the length returned by a push. */
-void cmq_jpath_pop(struct cmq_jctx *c, size_t old_len);
+/* Return to the place a push's mark names. */
+void cmq_jpath_pop(struct cmq_jctx *c, size_t mark);
+/*
+ * The current path, e.g. "$.vendors[2][\"odd key\"]": keys that are not identifier-like
+ * are quoted; a path longer than CMQ_JPATH_MAX keeps what fits and ends in "...". The
+ * string lives in c and changes with the next call.
+ */
+const char *cmq_jpath(struct cmq_jctx *c);
 
 /* Diagnostics at the current path. */
 void cmq_jerr(struct cmq_jctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

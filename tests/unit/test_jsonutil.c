@@ -285,19 +285,20 @@ static void TEST_jpath_push_pop(void)
 	size_t a, i, w;
 
 	cmq_jctx_init(&c, "f.json", NULL);
-	CU_ASSERT_STRING_EQUAL(c.path, "$");
+	CU_ASSERT_STRING_EQUAL(cmq_jpath(&c), "$");
 	a = cmq_jpath_push_key(&c, "a");
-	CU_ASSERT_EQUAL(a, 1);
 	i = cmq_jpath_push_index(&c, 3);
 	w = cmq_jpath_push_key(&c, "we ird");
-	CU_ASSERT_STRING_EQUAL(c.path, "$.a[3][\"we ird\"]");
-	CU_ASSERT_EQUAL(c.path_len, strlen(c.path));
+	CU_ASSERT_EQUAL(a, 0);
+	CU_ASSERT_EQUAL(i, 1);
+	CU_ASSERT_EQUAL(w, 2);
+	CU_ASSERT_STRING_EQUAL(cmq_jpath(&c), "$.a[3][\"we ird\"]");
 	cmq_jpath_pop(&c, w);
-	CU_ASSERT_STRING_EQUAL(c.path, "$.a[3]");
+	CU_ASSERT_STRING_EQUAL(cmq_jpath(&c), "$.a[3]");
 	cmq_jpath_pop(&c, i);
-	CU_ASSERT_STRING_EQUAL(c.path, "$.a");
+	CU_ASSERT_STRING_EQUAL(cmq_jpath(&c), "$.a");
 	cmq_jpath_pop(&c, a);
-	CU_ASSERT_STRING_EQUAL(c.path, "$");
+	CU_ASSERT_STRING_EQUAL(cmq_jpath(&c), "$");
 
 	static const struct {
 		const char *key;
@@ -314,21 +315,26 @@ static void TEST_jpath_push_pop(void)
 	for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
 		size_t old = cmq_jpath_push_key(&c, keys[k].key);
 
-		CU_ASSERT_STRING_EQUAL(c.path, keys[k].path);
+		CU_ASSERT_STRING_EQUAL(cmq_jpath(&c), keys[k].path);
 		cmq_jpath_pop(&c, old);
 	}
 	i = cmq_jpath_push_index(&c, 18446744073709551615u);
-	CU_ASSERT_STRING_EQUAL(c.path, "$[18446744073709551615]");
+	CU_ASSERT_STRING_EQUAL(cmq_jpath(&c), "$[18446744073709551615]");
 	cmq_jpath_pop(&c, i);
+	/* A mark from a deeper level than the current one is ignored. */
+	cmq_jpath_pop(&c, 5);
+	CU_ASSERT_STRING_EQUAL(cmq_jpath(&c), "$");
 }
 
-/* A path longer than CMQ_JPATH_MAX keeps what fits and ends in "...". */
+/* A path longer than CMQ_JPATH_MAX keeps what fits and ends in "..."; so does one deeper
+ * than CMQ_JPATH_DEPTH segments. */
 static void TEST_jpath_truncates_visibly(void)
 {
 	static const char key[] = "abcdefghijklmnopqrstuvwxyz0123456789";
 	char full[2048];
 	struct cmq_jctx c;
-	size_t marks[12], off = 1;
+	size_t marks[CMQ_JPATH_DEPTH + 8], off = 1;
+	const char *path;
 
 	memset(&c, 'Z', sizeof(c)); /* stale bytes must never show */
 	cmq_jctx_init(&c, "f.json", NULL);
@@ -337,18 +343,27 @@ static void TEST_jpath_truncates_visibly(void)
 		marks[i] = cmq_jpath_push_key(&c, key);
 		off += (size_t)snprintf(full + off, sizeof(full) - off, ".%s", key);
 	}
-	CU_ASSERT_EQUAL(c.path_len, CMQ_JPATH_MAX - 1);
-	CU_ASSERT_EQUAL(strlen(c.path), CMQ_JPATH_MAX - 1);
-	CU_ASSERT_EQUAL(memcmp(c.path, full, CMQ_JPATH_MAX - 4), 0);
-	CU_ASSERT_STRING_EQUAL(c.path + CMQ_JPATH_MAX - 4, "...");
-	CU_ASSERT_PTR_NULL(strchr(c.path, 'Z'));
+	path = cmq_jpath(&c);
+	CU_ASSERT_EQUAL(strlen(path), CMQ_JPATH_MAX - 1);
+	CU_ASSERT_EQUAL(memcmp(path, full, CMQ_JPATH_MAX - 4), 0);
+	CU_ASSERT_STRING_EQUAL(path + CMQ_JPATH_MAX - 4, "...");
+	CU_ASSERT_PTR_NULL(strchr(path, 'Z'));
 	/* Popping back below the cut restores the exact path. */
 	cmq_jpath_pop(&c, marks[2]);
-	CU_ASSERT_EQUAL(c.path_len, 1 + 2 * (sizeof(key)));
-	CU_ASSERT_EQUAL(strncmp(c.path, full, c.path_len), 0);
-	CU_ASSERT_EQUAL(strlen(c.path), c.path_len);
+	path = cmq_jpath(&c);
+	CU_ASSERT_EQUAL(strlen(path), 1 + 2 * (sizeof(key)));
+	CU_ASSERT_EQUAL(strncmp(path, full, strlen(path)), 0);
 	cmq_jpath_pop(&c, marks[0]);
-	CU_ASSERT_STRING_EQUAL(c.path, "$");
+	CU_ASSERT_STRING_EQUAL(cmq_jpath(&c), "$");
+	/* Deeper than the segments kept: the kept ones, then "...". */
+	for (size_t i = 0; i < CMQ_JPATH_DEPTH + 8; i++)
+		marks[i] = cmq_jpath_push_index(&c, 1);
+	path = cmq_jpath(&c);
+	CU_ASSERT_EQUAL(strncmp(path, "$[1][1][1]", 10), 0);
+	CU_ASSERT_STRING_EQUAL(path + strlen(path) - 3, "...");
+	cmq_jpath_pop(&c, marks[CMQ_JPATH_DEPTH + 2]);
+	cmq_jpath_pop(&c, marks[1]);
+	CU_ASSERT_STRING_EQUAL(cmq_jpath(&c), "$[1]");
 }
 
 /* ---- typed getters ---- */
@@ -415,7 +430,7 @@ static void TEST_jstring_messages(void)
 	CU_ASSERT_FALSE(cmq_jstring(&e.c, e.root, "o", true, 0, &s));
 	CU_ASSERT_TRUE(one_error(&e, 4, "t.json: $.o: expected a string, got an object"));
 	CU_ASSERT_STRING_EQUAL(s, "untouched");
-	CU_ASSERT_STRING_EQUAL(e.c.path, "$"); /* every getter restores the path */
+	CU_ASSERT_STRING_EQUAL(cmq_jpath(&e.c), "$"); /* every getter restores the path */
 
 	/* json-c turns a lone surrogate into U+FFFD, so parsed text is always UTF-8. */
 	CU_ASSERT_TRUE(cmq_jstring(&e.c, e.root, "surrogate", true, 0, &s));
@@ -501,7 +516,7 @@ static void TEST_jbool_juint_messages(void)
 	CU_ASSERT_FALSE(cmq_jbool(&e.c, e.root, "nul", true, &b));
 	CU_ASSERT_TRUE(one_error(&e, 9, "t.json: $.nul: is null; a value is required"));
 	CU_ASSERT_EQUAL(v, 99); /* failures leave out untouched */
-	CU_ASSERT_STRING_EQUAL(e.c.path, "$");
+	CU_ASSERT_STRING_EQUAL(cmq_jpath(&e.c), "$");
 	env_close(&e);
 }
 
