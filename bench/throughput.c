@@ -163,7 +163,7 @@ struct flow {
 	size_t sent, received, refused, target, window;
 	bool pub_waiting;
 	uint64_t t_last; /* ns, last receipt */
-	int stamped;     /* first message carried civicmq-device = BENCH_DEVICE: 1, no: 0, -1 */
+	int stamped;     /* first message's civicmq-provenance named BENCH_DEVICE: 1, no: 0, -1 */
 	bool lost;       /* a client lost its connection */
 	bool connected[2];
 	int conn_rc[2];
@@ -274,7 +274,7 @@ static void on_publish(struct mosquitto *m, void *ud, int mid, int reason,
 	pthread_mutex_unlock(&e->f->mu);
 }
 
-/* Whether props carry civicmq-device = BENCH_DEVICE. */
+/* Whether props carry a civicmq-provenance naming BENCH_DEVICE of vendor civitas. */
 static bool has_stamp(const mosquitto_property *props)
 {
 	const mosquitto_property *p = props;
@@ -287,8 +287,9 @@ static bool has_stamp(const mosquitto_property *props)
 		                                        skip_first);
 		if (p == NULL)
 			break;
-		found = name != NULL && value != NULL && strcmp(name, "civicmq-device") == 0 &&
-		        strcmp(value, BENCH_DEVICE) == 0;
+		found = name != NULL && value != NULL && strcmp(name, "civicmq-provenance") == 0 &&
+		        strncmp(value, "civitas/" BENCH_DEVICE "/",
+		                strlen("civitas/" BENCH_DEVICE "/")) == 0;
 		free(name);
 		free(value);
 		skip_first = true;

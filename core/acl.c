@@ -3,6 +3,9 @@
  */
 #include "acl.h"
 
+#include "error.h"
+
+#include <stdio.h>
 #include <string.h>
 
 static const char *const access_names[] = {"read", "write", "subscribe", "unsubscribe"};
@@ -35,25 +38,27 @@ static bool first_level_is(const char *topic, size_t len, const char *word, size
  */
 static bool has_empty_level(const char *topic, size_t len)
 {
+	const char *p = topic, *end = topic + len;
+
 	if (len == 0 || topic[len - 1] == '/')
 		return true;
-	for (size_t i = 1; i < len; i++) {
-		if (topic[i] == '/' && topic[i - 1] == '/')
+	while ((p = memchr(p, '/', (size_t)(end - p))) != NULL) {
+		if (p == topic || p[1] == '/')
 			return true;
+		p++;
 	}
 	return false;
 }
 
 /* Step 5 for a device: the topic rule and everything it implies. */
 static enum cmq_decision device_raw_write(const struct cmq_policy *p,
-                                          const struct cmq_acl_request *req, const char *topic,
-                                          size_t len, struct cmq_acl_result *out)
+                                          const struct cmq_acl_request *req, size_t ulen,
+                                          const char *topic, size_t len, struct cmq_acl_result *out)
 {
 	const struct cmq_vendor *v = out->who.vendor;
 	const struct cmq_rule *r;
 	const char *last;
 	uint32_t idx;
-	size_t ulen;
 
 	if (has_empty_level(topic, len))
 		return deny(out, CMQ_REASON_BAD_TOPIC);
@@ -64,7 +69,6 @@ static enum cmq_decision device_raw_write(const struct cmq_policy *p,
 	last = topic + len;
 	while (last > topic && last[-1] != '/')
 		last--;
-	ulen = strlen(req->username);
 	if ((size_t)(topic + len - last) != ulen || memcmp(last, req->username, ulen) != 0)
 		return deny(out, CMQ_REASON_NOT_OWN_DEVICE);
 	if ((v->categories & ((uint64_t)1 << r->category)) == 0)
@@ -87,6 +91,7 @@ enum cmq_decision cmq_acl_check(const struct cmq_policy *p, const struct cmq_acl
 	struct cmq_subst subst;
 	const struct cmq_role *role;
 	uint32_t unused;
+	size_t ulen;
 
 	memset(out, 0, sizeof(*out));
 	out->reason = CMQ_REASON_INTERNAL;
@@ -94,8 +99,10 @@ enum cmq_decision cmq_acl_check(const struct cmq_policy *p, const struct cmq_acl
 		return deny(out, CMQ_REASON_NO_POLICY);
 	if (req->access == CMQ_ACCESS_UNSUBSCRIBE)
 		return allow(out);
-	if (req->username == NULL || cmq_principal_resolve(p, req->username, strlen(req->username),
-	                                                   &out->who) != CMQ_REASON_OK)
+	if (req->username == NULL)
+		return deny(out, CMQ_REASON_NO_IDENTITY);
+	ulen = strlen(req->username);
+	if (cmq_principal_resolve(p, req->username, ulen, &out->who) != CMQ_REASON_OK)
 		return deny(out, CMQ_REASON_NO_IDENTITY);
 	if (topic == NULL)
 		return deny(out, CMQ_REASON_BAD_TOPIC);
@@ -123,7 +130,7 @@ enum cmq_decision cmq_acl_check(const struct cmq_policy *p, const struct cmq_acl
 			uint32_t idx;
 
 			if (out->who.kind == CMQ_PRINCIPAL_DEVICE)
-				return device_raw_write(p, req, topic, len, out);
+				return device_raw_write(p, req, ulen, topic, len, out);
 			if (role->kind != CMQ_ROLE_BRIDGE)
 				return deny(out, CMQ_REASON_RAW_WRITE_FORBIDDEN);
 			if (has_empty_level(topic, len))
@@ -149,7 +156,7 @@ enum cmq_decision cmq_acl_check(const struct cmq_policy *p, const struct cmq_acl
 	     : req->access == CMQ_ACCESS_SUBSCRIBE ? CMQ_OP_SUBSCRIBE
 	                                           : CMQ_OP_READ;
 	subst.username = req->username;
-	subst.username_len = strlen(req->username);
+	subst.username_len = ulen;
 	subst.client_id = req->client_id ? req->client_id : "";
 	subst.client_id_len = req->client_id ? strlen(req->client_id) : 0;
 	subst.vendor = out->who.vendor ? out->who.vendor->id : "";
@@ -184,4 +191,56 @@ bool cmq_provenance_for(const struct cmq_policy *p, const char *username, const 
 	out->tier = cmq_tier_name(who.vendor->tier);
 	out->policy = p->stamp;
 	return true;
+}
+
+int cmq_provenance_format(const struct cmq_provenance *p, char *buf, size_t buflen)
+{
+	const char *field[4] = {p->vendor, p->device, p->tier, p->policy};
+	size_t off = 0;
+
+	/* Per published raw message: plain copies, not snprintf (a third of the stamp's cost). */
+	for (int i = 0; i < 4; i++) {
+		size_t len;
+
+		if (field[i] == NULL)
+			return CMQ_ERR_INVAL;
+		len = strlen(field[i]);
+		if (off + len + 1 >= buflen)
+			return CMQ_ERR_TOO_BIG;
+		memcpy(buf + off, field[i], len);
+		off += len;
+		buf[off++] = i < 3 ? '/' : '\0';
+	}
+	return CMQ_OK;
+}
+
+int cmq_provenance_parse(const char *value, char *buf, size_t buflen, struct cmq_provenance *out)
+{
+	const char **field[4] = {&out->vendor, &out->device, &out->tier, &out->policy};
+	size_t len = strlen(value);
+	char *s = buf;
+
+	memset(out, 0, sizeof(*out));
+	if (len >= buflen)
+		return CMQ_ERR_TOO_BIG;
+	memcpy(buf, value, len + 1);
+	for (int i = 0; i < 4; i++) {
+		char *slash = strchr(s, '/');
+
+		if ((i < 3) != (slash != NULL) || (slash ? slash == s : *s == '\0')) {
+			memset(out, 0, sizeof(*out));
+			return CMQ_ERR_PARSE;
+		}
+		*field[i] = s;
+		if (slash != NULL) {
+			*slash = '\0';
+			s = slash + 1;
+		}
+	}
+	for (int t = 0; t < CMQ_TIER__COUNT; t++) {
+		if (strcmp(out->tier, cmq_tier_name((enum cmq_tier)t)) == 0)
+			return CMQ_OK;
+	}
+	memset(out, 0, sizeof(*out));
+	return CMQ_ERR_PARSE;
 }

@@ -52,12 +52,18 @@ enum cmq_decision cmq_acl_check(const struct cmq_policy *p, const struct cmq_acl
 
 const char *cmq_access_name(enum cmq_access a);
 
-/* MQTT v5 user properties the plugin stamps on accepted raw messages. */
-#define CMQ_PROP_PREFIX "civicmq-"
-#define CMQ_PROP_VENDOR "civicmq-vendor"
-#define CMQ_PROP_DEVICE "civicmq-device"
-#define CMQ_PROP_TIER   "civicmq-tier"
-#define CMQ_PROP_POLICY "civicmq-policy"
+/*
+ * Provenance travels as one MQTT v5 user property, civicmq-provenance, whose value is
+ * "<vendor>/<device>/<tier>/<policy stamp>", e.g.
+ *     civitas/civitas-air-001/trusted/2026-11-28.1+b13da5dd9549
+ * No field can contain '/': vendor ids, tiers and stamps are restricted to other
+ * characters, and identities containing '/' are refused at connect. One property rather
+ * than four because each property costs the broker three allocations and a UTF-8 check
+ * per message (bench/RESULTS.md). Clients may not set any property named civicmq-*.
+ */
+#define CMQ_PROP_PREFIX     "civicmq-"
+#define CMQ_PROP_PROVENANCE "civicmq-provenance"
+#define CMQ_PROVENANCE_MAX  (CMQ_ID_FIELD_MAX + CMQ_ID_MAX + CMQ_STAMP_MAX + 32)
 
 struct cmq_provenance {
 	const char *vendor; /* borrowed from the policy */
@@ -65,6 +71,16 @@ struct cmq_provenance {
 	const char *tier;
 	const char *policy; /* the policy stamp */
 };
+
+/* Format the property value into buf. Returns CMQ_OK, or CMQ_ERR_TOO_BIG / CMQ_ERR_INVAL. */
+int cmq_provenance_format(const struct cmq_provenance *p, char *buf, size_t buflen);
+
+/*
+ * Split a property value into its four fields: copied into buf, and *out points into it.
+ * Returns CMQ_OK, or CMQ_ERR_PARSE if there are not exactly four non-empty fields or the
+ * tier is not a tier (out is zeroed), or CMQ_ERR_TOO_BIG if buf is too small.
+ */
+int cmq_provenance_parse(const char *value, char *buf, size_t buflen, struct cmq_provenance *out);
 
 /*
  * Provenance for a message a client published (after its WRITE check): true

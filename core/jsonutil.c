@@ -41,39 +41,119 @@ struct key_span {
 struct scan_frame {
 	bool is_object;
 	bool expect_key;
+	bool key_is_split; /* top-level object: the key just read is the split key */
 	struct key_span *keys;
 	size_t n, cap;
 };
 
+/* Where the split array's elements are, as the scan found them. */
+struct scan_split {
+	const char *key; /* top-level key whose array to split, or NULL */
+	bool found;      /* its value was an array that closed properly */
+	bool broken;     /* the text's structure is not JSON: do not split, let json-c explain */
+	size_t open, close;
+	size_t *start, *end;
+	size_t n, cap;
+	size_t elem_start; /* SIZE_MAX: no element open */
+	bool comma_seen;
+};
+
+static bool is_ws(char ch)
+{
+	return ch == ' ' || ch == '\n' || ch == '\r' || ch == '\t';
+}
+
+/* Close the element open in the split array at the ',' or ']' at position i. */
+static int split_close_element(const char *text, struct scan_split *sp, size_t i, bool at_close)
+{
+	size_t end = i;
+
+	if (sp->elem_start == SIZE_MAX) {
+		/* "[]" is fine; "[,", ",," and ",]" are not: json-c will say so. */
+		if (!at_close || sp->comma_seen)
+			sp->broken = true;
+		sp->comma_seen = !at_close;
+		return CMQ_OK;
+	}
+	sp->comma_seen = !at_close;
+	while (end > sp->elem_start && is_ws(text[end - 1]))
+		end--;
+	if (sp->n == sp->cap) {
+		size_t ncap = sp->cap ? sp->cap * 2 : 64;
+		size_t *ns = cmq_reallocarray(sp->start, ncap, sizeof(*ns)), *ne;
+
+		if (ns == NULL)
+			return CMQ_ERR_NOMEM;
+		sp->start = ns;
+		ne = cmq_reallocarray(sp->end, ncap, sizeof(*ne));
+		if (ne == NULL)
+			return CMQ_ERR_NOMEM;
+		sp->end = ne;
+		sp->cap = ncap;
+	}
+	sp->start[sp->n] = sp->elem_start;
+	sp->end[sp->n] = end;
+	sp->n++;
+	sp->elem_start = SIZE_MAX;
+	return CMQ_OK;
+}
+
 /*
- * Walk already-parsed JSON text and report what json-c tolerates but civicmq
- * does not: the first duplicate key of any object (json-c keeps the last one
- * silently), single-quoted keys, escapes inside keys (which could disguise a
- * duplicate), and the bare words NaN and Infinity.
+ * Walk JSON text and report what json-c tolerates but civicmq does not: the
+ * first duplicate key of any object (json-c keeps the last one silently),
+ * single-quoted keys, escapes inside keys (which could disguise a duplicate),
+ * and the bare words NaN and Infinity. With sp->key set, also find the
+ * elements of the array under that top-level key (see cmq_json_load_split).
+ * The text need not be valid JSON: structure the scan cannot follow marks
+ * sp->broken and is left for json-c to explain.
  */
-static int scan_duplicate_keys(const char *text, size_t len, const char *display,
-                               struct cmq_diag *diag)
+static int scan_json(const char *text, size_t len, const char *display, struct cmq_diag *diag,
+                     struct scan_split *sp)
 {
 	struct scan_frame frames[CMQ_JSON_MAX_DEPTH + 2];
-	int depth = -1, rc = CMQ_OK;
+	int depth = -1, rc = CMQ_OK, split_depth = -1;
 	unsigned line, col;
 
 	memset(frames, 0, sizeof(frames));
+	sp->elem_start = SIZE_MAX;
 	for (size_t i = 0; i < len && rc == CMQ_OK; i++) {
 		char ch = text[i];
 
+		if (split_depth >= 0 && depth == split_depth && !is_ws(ch)) {
+			if (ch == ',' || ch == ']') {
+				rc = split_close_element(text, sp, i, ch == ']');
+				if (rc != CMQ_OK)
+					break;
+			} else if (sp->elem_start == SIZE_MAX) {
+				sp->elem_start = i;
+			}
+		}
 		if (ch == '{' || ch == '[') {
 			if (depth + 1 >= (int)(sizeof(frames) / sizeof(frames[0]))) {
-				rc = CMQ_ERR_PARSE;
+				sp->broken = true; /* json-c reports the depth */
 				break;
 			}
 			depth++;
 			frames[depth].is_object = ch == '{';
 			frames[depth].expect_key = ch == '{';
+			frames[depth].key_is_split = false;
 			frames[depth].n = 0;
+			if (ch == '[' && depth == 1 && sp->key != NULL && split_depth < 0 &&
+			    !sp->found && frames[0].is_object && frames[0].key_is_split) {
+				split_depth = depth;
+				sp->open = i;
+			}
 		} else if (ch == '}' || ch == ']') {
-			if (depth >= 0)
-				depth--;
+			if (depth < 0 || frames[depth].is_object != (ch == '}')) {
+				sp->broken = true; /* mismatched bracket: json-c reports it */
+				break;
+			}
+			if (depth == split_depth) {
+				sp->close = i;
+				sp->found = true;
+				split_depth = -1;
+			}
+			depth--;
 		} else if (ch == ',') {
 			if (depth >= 0 && frames[depth].is_object)
 				frames[depth].expect_key = true;
@@ -115,12 +195,19 @@ static int scan_duplicate_keys(const char *text, size_t len, const char *display
 					i++;
 				i++;
 			}
+			if (i >= len) {
+				sp->broken = true; /* unterminated string */
+				break;
+			}
 			if (depth < 0 || !frames[depth].is_object || !frames[depth].expect_key)
 				continue;
 			struct scan_frame *f = &frames[depth];
 			struct key_span k = {text + start, i - start};
 
 			f->expect_key = false;
+			if (depth == 0 && sp->key != NULL)
+				f->key_is_split =
+				    strlen(sp->key) == k.len && memcmp(sp->key, k.s, k.len) == 0;
 			if (memchr(k.s, '\\', k.len) != NULL) {
 				/* "\u0074ier" would hide a second "tier" from the comparison below.
 				 */
@@ -173,36 +260,45 @@ static int scan_duplicate_keys(const char *text, size_t len, const char *display
 			f->keys[f->n++] = k;
 		}
 	}
+	if (split_depth >= 0 || depth != -1)
+		sp->broken = true; /* unclosed: json-c reports where */
 	for (size_t d = 0; d < sizeof(frames) / sizeof(frames[0]); d++)
 		cmq_free(frames[d].keys);
 	return rc;
 }
 
-int cmq_json_parse(const char *text, size_t len, const char *display, struct cmq_diag *diag,
-                   struct json_object **out)
+/* NUL bytes end strings early in json-c and in messages: refuse them first. */
+static int check_nul(const char *text, size_t len, const char *display, struct cmq_diag *diag)
 {
-	struct json_tokener *tok;
-	struct json_object *root;
-	enum json_tokener_error jerr;
-	size_t end;
+	const char *nul = memchr(text, '\0', len);
 	unsigned line, col;
-	int rc;
 
-	*out = NULL;
 	if (len > INT_MAX) {
 		cmq_diag_add(diag, CMQ_DIAG_ERROR, display, NULL, "document is too large");
 		return CMQ_ERR_TOO_BIG;
 	}
-	if (memchr(text, '\0', len) != NULL) {
-		line_col(text, (size_t)((const char *)memchr(text, '\0', len) - text), &line, &col);
-		cmq_diag_add(diag, CMQ_DIAG_ERROR, display, NULL,
-		             "%u:%u: malformed JSON: NUL byte in the file", line, col);
-		return CMQ_ERR_PARSE;
-	}
-	tok = json_tokener_new_ex(CMQ_JSON_MAX_DEPTH);
-	if (tok == NULL)
-		return CMQ_ERR_NOMEM;
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+	if (nul == NULL)
+		return CMQ_OK;
+	line_col(text, (size_t)(nul - text), &line, &col);
+	cmq_diag_add(diag, CMQ_DIAG_ERROR, display, NULL,
+	             "%u:%u: malformed JSON: NUL byte in the file", line, col);
+	return CMQ_ERR_PARSE;
+}
+
+/*
+ * json-c over text[0..len) with tok (reset first). The whole span must be one value;
+ * positions in messages are counted from base (the start of the file).
+ */
+static int json_syntax(struct json_tokener *tok, const char *base, const char *text, size_t len,
+                       const char *display, struct cmq_diag *diag, struct json_object **out)
+{
+	struct json_object *root;
+	enum json_tokener_error jerr;
+	size_t end;
+	unsigned line, col;
+
+	*out = NULL;
+	json_tokener_reset(tok);
 	root = json_tokener_parse_ex(tok, text, (int)len);
 	jerr = json_tokener_get_error(tok);
 	end = json_tokener_get_parse_end(tok);
@@ -210,27 +306,60 @@ int cmq_json_parse(const char *text, size_t len, const char *display, struct cmq
 		const char *desc = jerr == json_tokener_continue ? "unexpected end of document"
 		                                                 : json_tokener_error_desc(jerr);
 
-		line_col(text, end < len ? end : len, &line, &col);
+		line_col(base, (size_t)(text - base) + (end < len ? end : len), &line, &col);
 		cmq_diag_add(diag, CMQ_DIAG_ERROR, display, NULL,
 		             "%u:%u: malformed JSON: %s (JSON must be strict: double-quoted keys, "
 		             "no comments, no trailing commas, valid UTF-8, nesting depth <= %d)",
 		             line, col, desc, CMQ_JSON_MAX_DEPTH);
 		json_object_put(root);
-		json_tokener_free(tok);
 		return CMQ_ERR_PARSE;
 	}
-	json_tokener_free(tok);
 	for (size_t i = end; i < len; i++) {
-		if (text[i] != ' ' && text[i] != '\n' && text[i] != '\r' && text[i] != '\t') {
-			line_col(text, i, &line, &col);
+		if (!is_ws(text[i])) {
+			line_col(base, (size_t)(text - base) + i, &line, &col);
 			cmq_diag_add(diag, CMQ_DIAG_ERROR, display, NULL,
-			             "%u:%u: malformed JSON: unexpected text after the document",
-			             line, col);
+			             "%u:%u: malformed JSON: unexpected text after the %s", line,
+			             col, text == base ? "document" : "array element");
 			json_object_put(root);
 			return CMQ_ERR_PARSE;
 		}
 	}
-	rc = scan_duplicate_keys(text, len, display, diag);
+	*out = root;
+	return CMQ_OK;
+}
+
+static struct json_tokener *new_tokener(void)
+{
+	struct json_tokener *tok = json_tokener_new_ex(CMQ_JSON_MAX_DEPTH);
+
+	if (tok != NULL)
+		json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+	return tok;
+}
+
+int cmq_json_parse(const char *text, size_t len, const char *display, struct cmq_diag *diag,
+                   struct json_object **out)
+{
+	struct scan_split none = {0};
+	struct json_tokener *tok;
+	struct json_object *root = NULL;
+	int rc;
+
+	*out = NULL;
+	rc = check_nul(text, len, display, diag);
+	if (rc != CMQ_OK)
+		return rc;
+	tok = new_tokener();
+	if (tok == NULL)
+		return CMQ_ERR_NOMEM;
+	rc = json_syntax(tok, text, text, len, display, diag, &root);
+	json_tokener_free(tok);
+	if (rc != CMQ_OK)
+		return rc;
+	/* Valid JSON now, so what the scan finds is exactly what it says. */
+	rc = scan_json(text, len, display, diag, &none);
+	cmq_free(none.start);
+	cmq_free(none.end);
 	if (rc != CMQ_OK) {
 		json_object_put(root);
 		return rc;
@@ -239,15 +368,17 @@ int cmq_json_parse(const char *text, size_t len, const char *display, struct cmq
 	return CMQ_OK;
 }
 
-int cmq_json_load_file(const char *path, const char *display, size_t max_bytes,
-                       struct cmq_diag *diag, struct json_object **out, uint8_t sha256[32])
+/* Read a whole regular file (at most max_bytes) into a NUL-terminated buffer. */
+static int read_file(const char *path, const char *display, size_t max_bytes, struct cmq_diag *diag,
+                     char **out, size_t *out_len)
 {
 	struct stat st;
 	char *buf = NULL;
 	size_t got = 0;
-	int fd, rc;
+	int fd;
 
 	*out = NULL;
+	*out_len = 0;
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		cmq_diag_add(diag, CMQ_DIAG_ERROR, display, NULL, "cannot open: %s",
@@ -287,11 +418,156 @@ int cmq_json_load_file(const char *path, const char *display, size_t max_bytes,
 	}
 	close(fd);
 	buf[got] = '\0';
+	*out = buf;
+	*out_len = got;
+	return CMQ_OK;
+}
+
+int cmq_json_load_file(const char *path, const char *display, size_t max_bytes,
+                       struct cmq_diag *diag, struct json_object **out, uint8_t sha256[32])
+{
+	char *buf;
+	size_t len;
+	int rc;
+
+	*out = NULL;
+	rc = read_file(path, display, max_bytes, diag, &buf, &len);
+	if (rc != CMQ_OK)
+		return rc;
 	if (sha256 != NULL)
-		SHA256((const unsigned char *)buf, got, sha256);
-	rc = cmq_json_parse(buf, got, display, diag, out);
+		SHA256((const unsigned char *)buf, len, sha256);
+	rc = cmq_json_parse(buf, len, display, diag, out);
 	cmq_free(buf);
 	return rc;
+}
+
+void cmq_json_split_cleanup(struct cmq_json_split *s)
+{
+	cmq_free(s->text);
+	cmq_free(s->start);
+	cmq_free(s->end);
+	if (s->tok != NULL)
+		json_tokener_free(s->tok);
+	cmq_diag_cleanup(&s->pending);
+	memset(s, 0, sizeof(*s));
+}
+
+int cmq_json_load_split(const char *path, const char *display, size_t max_bytes,
+                        const char *split_key, struct cmq_diag *diag, struct json_object **out,
+                        struct cmq_json_split *s, uint8_t sha256[32])
+{
+	char *text;
+	size_t len;
+	int rc;
+
+	*out = NULL;
+	memset(s, 0, sizeof(*s));
+	rc = read_file(path, display, max_bytes, diag, &text, &len);
+	if (rc != CMQ_OK)
+		return rc;
+	if (sha256 != NULL)
+		SHA256((const unsigned char *)text, len, sha256);
+	return cmq_json_split_text(text, len, display, split_key, diag, out, s);
+}
+
+int cmq_json_split_text(char *text, size_t len, const char *display, const char *split_key,
+                        struct cmq_diag *diag, struct json_object **out, struct cmq_json_split *s)
+{
+	struct scan_split sp = {0};
+	char *skeleton = NULL;
+	int rc;
+
+	*out = NULL;
+	memset(s, 0, sizeof(*s));
+	cmq_diag_init(&s->pending);
+	s->display = display;
+	s->text = text;
+	s->len = len;
+	rc = check_nul(s->text, s->len, display, diag);
+	if (rc != CMQ_OK)
+		goto fail;
+	s->tok = new_tokener();
+	if (s->tok == NULL) {
+		rc = CMQ_ERR_NOMEM;
+		goto fail;
+	}
+	sp.key = split_key;
+	rc = scan_json(s->text, s->len, display, &s->pending, &sp);
+	if (rc == CMQ_ERR_NOMEM)
+		goto fail;
+	if (!sp.found || sp.broken) {
+		/* Nothing to split, or text the scan cannot follow: the classic way, whose json-c
+		 * errors come first and are exact. */
+		cmq_free(sp.start);
+		cmq_free(sp.end);
+		sp.start = sp.end = NULL;
+		cmq_diag_cleanup(&s->pending);
+		cmq_diag_init(&s->pending);
+		rc = cmq_json_parse(s->text, s->len, display, diag, out);
+		if (rc != CMQ_OK)
+			goto fail;
+		return CMQ_OK;
+	}
+	/* The document with the array's interior blanked out (newlines kept, so json-c's
+	 * positions stay right): the DOM holds an empty array there. */
+	skeleton = cmq_malloc(s->len + 1);
+	if (skeleton == NULL) {
+		rc = CMQ_ERR_NOMEM;
+		goto fail;
+	}
+	memcpy(skeleton, s->text, s->len + 1);
+	for (size_t i = sp.open + 1; i < sp.close; i++) {
+		if (skeleton[i] != '\n')
+			skeleton[i] = ' ';
+	}
+	rc = json_syntax(s->tok, skeleton, skeleton, s->len, display, diag, out);
+	cmq_free(skeleton);
+	if (rc != CMQ_OK)
+		goto fail;
+	s->found = true;
+	s->start = sp.start;
+	s->end = sp.end;
+	s->n = sp.n;
+	return CMQ_OK;
+fail:
+	cmq_free(sp.start);
+	cmq_free(sp.end);
+	cmq_json_split_cleanup(s);
+	return rc;
+}
+
+int cmq_json_split_parse(struct cmq_json_split *s, size_t i, struct cmq_diag *diag,
+                         struct json_object **out)
+{
+	int rc;
+
+	*out = NULL;
+	if (i >= s->n)
+		return CMQ_ERR_INVAL;
+	rc = json_syntax(s->tok, s->text, s->text + s->start[i], s->end[i] - s->start[i],
+	                 s->display, diag, out);
+	if (rc != CMQ_OK)
+		s->syntax_errors++;
+	return rc;
+}
+
+int cmq_json_split_finish(struct cmq_json_split *s, struct cmq_diag *diag)
+{
+	size_t errors = s->pending.errors;
+
+	/* A syntax error may have thrown the scan off: report what the scan found only on
+	 * text json-c accepted throughout. */
+	if (s->syntax_errors == 0) {
+		for (size_t i = 0; i < s->pending.n; i++)
+			cmq_diag_add(diag, s->pending.entries[i].level, NULL, NULL, "%s",
+			             s->pending.entries[i].text);
+		if (s->pending.errors + s->pending.warnings > s->pending.n)
+			cmq_diag_add(diag, CMQ_DIAG_ERROR, s->display, NULL,
+			             "further problems not shown");
+	}
+	cmq_diag_cleanup(&s->pending);
+	cmq_diag_init(&s->pending);
+	return s->syntax_errors == 0 && errors == 0 ? CMQ_OK : CMQ_ERR_PARSE;
 }
 
 void cmq_jctx_init(struct cmq_jctx *c, const char *file, struct cmq_diag *diag)

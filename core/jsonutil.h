@@ -60,6 +60,50 @@ int cmq_json_load_file(const char *path, const char *display, size_t max_bytes,
 int cmq_json_parse(const char *text, size_t len, const char *display, struct cmq_diag *diag,
                    struct json_object **out);
 
+/*
+ * A file whose one big array is parsed an element at a time. cmq_json_load_split() reads
+ * path and builds the DOM of everything except the elements of the array under the
+ * top-level key split_key: the root holds an empty array there, and s records where each
+ * element is; cmq_json_split_parse() then parses them one by one. A 100,000-rule policy is
+ * thus never one json-c tree, which would take ten times the file's size in memory and
+ * most of the load time in page faults.
+ *
+ * The strict checks of cmq_json_parse (duplicate keys and the rest) cover the whole file;
+ * what they find is reported by cmq_json_split_finish(), after every element was parsed,
+ * and only if json-c found no syntax error anywhere (a syntax error can mislead them).
+ * If the key is absent, not an array, or the text too broken to follow, s->found is false
+ * and root is the whole document parsed the usual way.
+ *
+ * Returns as cmq_json_load_file. On success the caller owns *out and s (free both:
+ * json_object_put, cmq_json_split_cleanup); on failure neither needs freeing.
+ */
+struct cmq_json_split {
+	char *text; /* the file, NUL-terminated */
+	size_t len;
+	const char *display;
+	bool found;          /* the elements below are what the root's array stands for */
+	size_t *start, *end; /* element i is text[start[i]..end[i]) */
+	size_t n;
+	size_t syntax_errors;
+	struct json_tokener *tok;
+	struct cmq_diag pending; /* the strict checks' findings, until cmq_json_split_finish */
+};
+
+int cmq_json_load_split(const char *path, const char *display, size_t max_bytes,
+                        const char *split_key, struct cmq_diag *diag, struct json_object **out,
+                        struct cmq_json_split *s, uint8_t sha256[32]);
+/* The same for text already in memory (allocated with cmq_malloc, NUL at text[len]): s
+ * takes ownership of text whatever the result. */
+int cmq_json_split_text(char *text, size_t len, const char *display, const char *split_key,
+                        struct cmq_diag *diag, struct json_object **out, struct cmq_json_split *s);
+/* Parse element i: CMQ_OK and *out (caller frees), or CMQ_ERR_PARSE with a diagnostic. */
+int cmq_json_split_parse(struct cmq_json_split *s, size_t i, struct cmq_diag *diag,
+                         struct json_object **out);
+/* Report the strict checks' findings (see above); CMQ_OK if there were none. */
+int cmq_json_split_finish(struct cmq_json_split *s, struct cmq_diag *diag);
+/* Free what s holds; safe on a zeroed struct. */
+void cmq_json_split_cleanup(struct cmq_json_split *s);
+
 /* Start a context at "$". */
 void cmq_jctx_init(struct cmq_jctx *c, const char *file, struct cmq_diag *diag);
 /* Descend into member key (borrowed until popped); returns a mark for cmq_jpath_pop. */

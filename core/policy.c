@@ -293,6 +293,26 @@ static void load_json_file(struct cmq_load *l, const char *path, uint8_t digest[
 	json_object_put(root);
 }
 
+/* policy.json, whose topic_rules may run to 100,000 elements: parsed one at a time. */
+static void load_policy_file(struct cmq_load *l, const char *path, uint8_t digest[32])
+{
+	struct json_object *root = NULL;
+	struct cmq_json_split rules;
+	int rc;
+
+	rc = cmq_json_load_split(path, cmq_load_display(path), CMQ_POLICY_MAX_FILE, "topic_rules",
+	                         l->diag, &root, &rules, digest);
+	if (rc == CMQ_ERR_NOMEM)
+		l->nomem = true;
+	if (root == NULL)
+		return;
+	cmq_load_policy_json(l, cmq_load_display(path), root, &rules);
+	if (cmq_json_split_finish(&rules, l->diag) == CMQ_ERR_NOMEM)
+		l->nomem = true;
+	cmq_json_split_cleanup(&rules);
+	json_object_put(root);
+}
+
 static void make_stamp(struct cmq_policy *p, uint8_t parts[4][32])
 {
 	static const char hex[] = "0123456789abcdef";
@@ -330,7 +350,7 @@ int cmq_policy_load(const struct cmq_policy_files *files, struct cmq_diag *diag,
 	cmq_strmap_init(&l.p->vendor_by_id);
 	cmq_strmap_init(&l.p->vendor_by_prefix);
 
-	load_json_file(&l, files->policy, digests[0], cmq_load_policy_json);
+	load_policy_file(&l, files->policy, digests[0]);
 	l.policy_failed = diag->errors != errors_before;
 	if (l.policy_failed)
 		cmq_diag_add(diag, CMQ_DIAG_WARNING, files->vendors, NULL,

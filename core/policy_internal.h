@@ -21,8 +21,13 @@ char *cmq_load_strdup(struct cmq_load *l, const char *s);
 /* Validate an id (rule, role, category, profile, vendor): 1..64 of [A-Za-z0-9._-]. */
 bool cmq_load_check_id(struct cmq_jctx *c, const char *s, const char *what);
 
-/* policy.json: version, categories, profiles, rules, roles, limits. */
-void cmq_load_policy_json(struct cmq_load *l, const char *file, struct json_object *root);
+/*
+ * policy.json: version, categories, profiles, rules, roles, limits. rules, if non-NULL and
+ * found, holds the topic_rules elements to parse one at a time (jsonutil.h); otherwise
+ * they are read from root.
+ */
+void cmq_load_policy_json(struct cmq_load *l, const char *file, struct json_object *root,
+                          struct cmq_json_split *rules);
 /* vendors.json (needs categories). */
 void cmq_load_vendors_json(struct cmq_load *l, const char *file, struct json_object *root);
 /* operators.json (needs roles and vendors). */

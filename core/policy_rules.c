@@ -714,17 +714,19 @@ static void load_rule(struct cmq_load *l, struct cmq_jctx *c, struct json_object
 	}
 }
 
-static void load_rules(struct cmq_load *l, struct cmq_jctx *c, struct json_object *root)
+static void load_rules(struct cmq_load *l, struct cmq_jctx *c, struct json_object *root,
+                       struct cmq_json_split *split)
 {
 	struct json_object *arr = cmq_jarray(c, root, "topic_rules", true);
 	struct cmq_policy *p = l->p;
+	bool streamed = split != NULL && split->found;
 	struct cmq_strmap ids;
 	size_t n, base;
 
 	if (arr == NULL)
 		return;
 	base = cmq_jpath_push_key(c, "topic_rules");
-	n = json_object_array_length(arr);
+	n = streamed ? split->n : json_object_array_length(arr);
 	if (cmq_trie_new(&p->rule_trie) != CMQ_OK ||
 	    (p->rules = cmq_calloc(n ? n : 1, sizeof(*p->rules))) == NULL) {
 		l->nomem = true;
@@ -733,15 +735,24 @@ static void load_rules(struct cmq_load *l, struct cmq_jctx *c, struct json_objec
 	}
 	cmq_strmap_init(&ids);
 	for (size_t i = 0; i < n && !l->nomem; i++) {
-		struct json_object *o = json_object_array_get_idx(arr, i);
+		/* A streamed element is parsed here and freed below: the rules are never one
+		 * json-c tree (jsonutil.h, cmq_json_load_split). */
+		struct json_object *o = NULL;
 		size_t old = cmq_jpath_push_index(c, i), before = p->n_rules;
 		char q[128];
 
-		if (!cmq_jis_object(c, o)) {
-			cmq_jpath_pop(c, old);
-			continue;
+		if (streamed) {
+			if (cmq_json_split_parse(split, i, c->diag, &o) != CMQ_OK) {
+				cmq_jpath_pop(c, old);
+				continue;
+			}
+		} else {
+			o = json_object_array_get_idx(arr, i);
 		}
-		load_rule(l, c, o);
+		if (cmq_jis_object(c, o))
+			load_rule(l, c, o);
+		if (streamed)
+			json_object_put(o);
 		if (p->n_rules > before) {
 			struct cmq_rule *r = &p->rules[before];
 			void *prev = NULL;
@@ -962,7 +973,8 @@ static void load_roles(struct cmq_load *l, struct cmq_jctx *c, struct json_objec
 	cmq_jpath_pop(c, base);
 }
 
-void cmq_load_policy_json(struct cmq_load *l, const char *file, struct json_object *root)
+void cmq_load_policy_json(struct cmq_load *l, const char *file, struct json_object *root,
+                          struct cmq_json_split *rules)
 {
 	static const char *const keys[] = {"version",    "city",           "description",
 	                                   "categories", "scrub_profiles", "topic_rules",
@@ -981,6 +993,6 @@ void cmq_load_policy_json(struct cmq_load *l, const char *file, struct json_obje
 	load_limits(l, &c, root);
 	load_categories(l, &c, root);
 	load_profiles(l, &c, root);
-	load_rules(l, &c, root);
+	load_rules(l, &c, root, rules);
 	load_roles(l, &c, root);
 }

@@ -5,6 +5,7 @@
 
 #include "alloc.h"
 #include "error.h"
+#include "hash.h"
 
 #include <openssl/rand.h>
 #include <string.h>
@@ -13,17 +14,7 @@
 
 uint32_t cmq_strmap_hash(uint32_t seed, const char *key, size_t len)
 {
-	uint32_t h = 2166136261u ^ seed;
-
-	for (size_t i = 0; i < len; i++) {
-		h ^= (uint8_t)key[i];
-		h *= 16777619u;
-	}
-	/* Final avalanche so that the low bits used for the slot index depend on every byte. */
-	h ^= h >> 16;
-	h *= 0x7feb352du;
-	h ^= h >> 15;
-	return h;
+	return cmq_hash(seed, key, len);
 }
 
 void cmq_strmap_init(struct cmq_strmap *m)

@@ -5,7 +5,7 @@
  * Keys are borrowed (pointer + length): the caller keeps each key alive while
  * it is in the map, normally because the key lives inside the value. Lookups
  * allocate nothing and cost O(1) expected probes; the table stays at most 50 %
- * full. The hash is FNV-1a mixed with a per-map random seed so that a client
+ * full. The hash (hash.h) is keyed with a per-map random seed so that a client
  * choosing many colliding identities cannot predict the probe sequence.
  *
  * Thread: not thread-safe; readers may share a map nobody modifies.
@@ -50,7 +50,7 @@ void *cmq_strmap_get(const struct cmq_strmap *m, const char *key, size_t len);
 /* Remove key; returns its value or NULL if absent. */
 void *cmq_strmap_del(struct cmq_strmap *m, const char *key, size_t len);
 
-/* 32-bit FNV-1a of (seed, key); exposed for tests and other tables. */
+/* The map's hash of key under seed (hash.h); exposed for tests. */
 uint32_t cmq_strmap_hash(uint32_t seed, const char *key, size_t len);
 
 #endif

@@ -38,6 +38,8 @@
  */
 #include "trie.h"
 
+#include "hash.h"
+
 #include "alloc.h"
 #include "error.h"
 #include "topic.h"
@@ -117,33 +119,10 @@ struct plevel {
 	uint32_t hash; /* label hash (literals only) */
 };
 
-/*
- * Label hash: 8 bytes per multiply instead of FNV's one, then an avalanche so
- * the low bits index well. Not keyed: tables hold operator-written patterns,
- * and a topic can cost at most one table's worth of probes per level.
- */
+/* Hash of a level label (hash.h; unseeded, see there). */
 static uint32_t label_hash(const char *s, size_t len)
 {
-	uint64_t h = 0x9e3779b97f4a7c15u ^ len;
-	uint64_t w;
-
-	while (len >= 8) {
-		memcpy(&w, s, 8);
-		h = (h ^ w) * 0xbf58476d1ce4e5b9u;
-		h ^= h >> 31;
-		s += 8;
-		len -= 8;
-	}
-	if (len > 0) {
-		w = 0;
-		for (size_t i = 0; i < len; i++)
-			w |= (uint64_t)(unsigned char)s[i] << (8 * i);
-		h = (h ^ w) * 0xbf58476d1ce4e5b9u;
-	}
-	h ^= h >> 29;
-	h *= 0x94d049bb133111ebu;
-	h ^= h >> 32;
-	return (uint32_t)h;
+	return cmq_hash(0, s, len);
 }
 
 static int invalid(const char **why, const char *text)

@@ -5,9 +5,9 @@
  * every delivery to every subscriber (READ) and on every subscription. It
  * borrows the broker's strings, asks core/acl.c, and allocates nothing.
  *
- * MESSAGE stamps provenance on each accepted raw message a device published:
- * MQTT v5 user properties civicmq-vendor, -device, -tier and -policy, carrying
- * the identity verified at connect. The properties are appended to the
+ * MESSAGE stamps provenance on each accepted raw message a device published: the
+ * MQTT v5 user property civicmq-provenance, "<vendor>/<device>/<tier>/<policy>",
+ * carrying the identity verified at connect (core/acl.h). The properties are appended to the
  * message's own list in place, never by replacing the list: Mosquitto 2.0.11
  * leaks a replaced list and 2.0.15+ frees it, so replacing is wrong on one or
  * the other. Because a list cannot be shortened in place through the public
@@ -17,13 +17,14 @@
  * district broker set. Wills and plugin-published messages never reach
  * MESSAGE, so they carry no stamp and the gateway drops them. Cost per
  * message: one first-level compare for non-raw topics; for a raw message one
- * username resolution, a scan of the client's user properties and four
- * property allocations.
+ * username resolution, a scan of the client's user properties and one
+ * property (three small allocations inside Mosquitto).
  */
 #include "plugin.h"
 
 #include "acl.h"
 #include "diag.h"
+#include "error.h"
 
 #include <string.h>
 
@@ -111,6 +112,7 @@ int cmq_plugin_on_message(int event, void *event_data, void *userdata)
 	struct cmq_plugin *pl = userdata;
 	const char *username = mosquitto_client_username(ed->client);
 	struct cmq_provenance prov;
+	char value[CMQ_PROVENANCE_MAX];
 
 	(void)event;
 	/* Only a device's raw message is stamped. The WRITE check already admitted this message;
@@ -124,16 +126,11 @@ int cmq_plugin_on_message(int event, void *event_data, void *userdata)
 		return cmq_plugin_rc(CMQ_DENY, MOSQ_ERR_ACL_DENIED);
 	}
 	/* Appending keeps the list head unless the list was empty (see the file comment). */
-	if (mosquitto_property_add_string_pair(&ed->properties, MQTT_PROP_USER_PROPERTY,
-	                                       CMQ_PROP_VENDOR, prov.vendor) == MOSQ_ERR_SUCCESS &&
+	if (cmq_provenance_format(&prov, value, sizeof(value)) == CMQ_OK &&
 	    mosquitto_property_add_string_pair(&ed->properties, MQTT_PROP_USER_PROPERTY,
-	                                       CMQ_PROP_DEVICE, prov.device) == MOSQ_ERR_SUCCESS &&
-	    mosquitto_property_add_string_pair(&ed->properties, MQTT_PROP_USER_PROPERTY,
-	                                       CMQ_PROP_TIER, prov.tier) == MOSQ_ERR_SUCCESS &&
-	    mosquitto_property_add_string_pair(&ed->properties, MQTT_PROP_USER_PROPERTY,
-	                                       CMQ_PROP_POLICY, prov.policy) == MOSQ_ERR_SUCCESS)
+	                                       CMQ_PROP_PROVENANCE, value) == MOSQ_ERR_SUCCESS)
 		return MOSQ_ERR_SUCCESS;
-	/* Out of memory part-way: refuse rather than forward a message with partial stamps. */
+	/* Out of memory: refuse rather than forward a message without its provenance. */
 	log_denial(pl, MOSQ_LOG_NOTICE, "message", ed->topic, username,
 	           mosquitto_client_id(ed->client), CMQ_REASON_INTERNAL, NULL);
 	return cmq_plugin_rc(CMQ_DENY, MOSQ_ERR_ACL_DENIED);

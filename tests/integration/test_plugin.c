@@ -8,6 +8,9 @@
  */
 #include "civicmq_env.h"
 
+#include "acl.h"
+#include "error.h"
+
 #include <CUnit/Basic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -247,7 +250,8 @@ static void TEST_acl_matrix(void)
 /* What the gateway, the only reader of raw topics, receives - and that it is stamped. */
 static void TEST_provenance_stamped_and_not_forgeable(void)
 {
-	const char *forged[] = {"civicmq-vendor", "hawkeye", NULL};
+	const char *forged[] = {"civicmq-provenance", "hawkeye/civitas-air-001/trusted/x", NULL};
+	const char *forged2[] = {"note", "x", "civicmq-tier", "trusted", NULL};
 	const char *note[] = {"note", "hello", NULL};
 	struct cmq_h_client *dev = who("civitas-air-001"), *v3 = NULL;
 	struct cmq_h_msg m;
@@ -260,15 +264,23 @@ static void TEST_provenance_stamped_and_not_forgeable(void)
 	CU_ASSERT_EQUAL_FATAL(cmq_h_wait_message(gw, 3000, &m), 0);
 	CU_ASSERT_STRING_EQUAL(m.topic, "raw/north/air/civitas-air-001");
 	CU_ASSERT_STRING_EQUAL(m.payload, "{\"no2\":41}");
-	CU_ASSERT_PTR_NOT_NULL(cmq_h_msg_prop(&m, "civicmq-vendor"));
-	if (cmq_h_msg_prop(&m, "civicmq-vendor") != NULL) {
-		CU_ASSERT_STRING_EQUAL(cmq_h_msg_prop(&m, "civicmq-vendor"), "civitas");
-		CU_ASSERT_STRING_EQUAL(cmq_h_msg_prop(&m, "civicmq-device"), "civitas-air-001");
-		CU_ASSERT_STRING_EQUAL(cmq_h_msg_prop(&m, "civicmq-tier"), "trusted");
-		CU_ASSERT_EQUAL(strncmp(cmq_h_msg_prop(&m, "civicmq-policy"), "2026-11-28.1+", 13),
-		                0);
-		CU_ASSERT_STRING_EQUAL(cmq_h_msg_prop(&m, "note"), "hello");
+	CU_ASSERT_STRING_EQUAL(cmq_h_msg_prop(&m, "note"), "hello");
+	CU_ASSERT_PTR_NOT_NULL(cmq_h_msg_prop(&m, "civicmq-provenance"));
+	if (cmq_h_msg_prop(&m, "civicmq-provenance") != NULL) {
+		char buf[CMQ_PROVENANCE_MAX];
+		struct cmq_provenance pv;
+
+		CU_ASSERT_EQUAL_FATAL(cmq_provenance_parse(cmq_h_msg_prop(&m, "civicmq-provenance"),
+		                                           buf, sizeof(buf), &pv),
+		                      CMQ_OK);
+		CU_ASSERT_STRING_EQUAL(pv.vendor, "civitas");
+		CU_ASSERT_STRING_EQUAL(pv.device, "civitas-air-001");
+		CU_ASSERT_STRING_EQUAL(pv.tier, "trusted");
+		CU_ASSERT_EQUAL(strncmp(pv.policy, "2026-11-28.1+", 13), 0);
+		CU_ASSERT_EQUAL(strlen(pv.policy), 13 + 12);
 	}
+	/* Exactly one stamp, after the client's own property. */
+	CU_ASSERT_EQUAL(m.nprops, 2);
 	cmq_h_msg_clear(&m);
 
 	/* A device trying to claim another vendor is refused, and nothing reaches the gateway. */
@@ -276,6 +288,9 @@ static void TEST_provenance_stamped_and_not_forgeable(void)
 	    cmq_h_publish(dev, "raw/north/air/civitas-air-001", "{}", 2, 1, false, forged, &code),
 	    CMQ_H_REFUSED);
 	CU_ASSERT_EQUAL(code, NOT_AUTHORISED);
+	CU_ASSERT_EQUAL(
+	    cmq_h_publish(dev, "raw/north/air/civitas-air-001", "{}", 2, 1, false, forged2, &code),
+	    CMQ_H_REFUSED);
 	CU_ASSERT_NOT_EQUAL(cmq_h_wait_message(gw, 500, &m), 0);
 	cmq_h_msg_clear(&m);
 
@@ -287,9 +302,11 @@ static void TEST_provenance_stamped_and_not_forgeable(void)
 	    cmq_h_publish(v3, "raw/centre/noise/civitas-noise-001", "{}", 2, 1, false, NULL, &code),
 	    0);
 	CU_ASSERT_EQUAL_FATAL(cmq_h_wait_message(gw, 3000, &m), 0);
-	CU_ASSERT_PTR_NOT_NULL(cmq_h_msg_prop(&m, "civicmq-device"));
-	if (cmq_h_msg_prop(&m, "civicmq-device") != NULL)
-		CU_ASSERT_STRING_EQUAL(cmq_h_msg_prop(&m, "civicmq-device"), "civitas-noise-001");
+	CU_ASSERT_PTR_NOT_NULL(cmq_h_msg_prop(&m, "civicmq-provenance"));
+	if (cmq_h_msg_prop(&m, "civicmq-provenance") != NULL)
+		CU_ASSERT_EQUAL(strncmp(cmq_h_msg_prop(&m, "civicmq-provenance"),
+		                        "civitas/civitas-noise-001/trusted/2026-11-28.1+", 47),
+		                0);
 	cmq_h_msg_clear(&m);
 	cmq_h_close(v3);
 }
@@ -297,9 +314,8 @@ static void TEST_provenance_stamped_and_not_forgeable(void)
 /* A district broker's bridge forwards raw data with the provenance its own plugin stamped. */
 static void TEST_bridge_keeps_district_provenance(void)
 {
-	const char *stamps[] = {"civicmq-vendor",  "civitas",      "civicmq-device",
-	                        "civitas-air-042", "civicmq-tier", "trusted",
-	                        "civicmq-policy",  "district+0",   NULL};
+	const char *stamps[] = {"civicmq-provenance", "civitas/civitas-air-042/trusted/district+0",
+	                        NULL};
 	struct cmq_h_client *br = NULL;
 	struct cmq_h_msg m;
 	int code, reason;
@@ -312,11 +328,11 @@ static void TEST_bridge_keeps_district_provenance(void)
 	    cmq_h_publish(br, "raw/north/air/civitas-air-042", "{}", 2, 1, false, stamps, &code),
 	    0);
 	CU_ASSERT_EQUAL_FATAL(cmq_h_wait_message(gw, 3000, &m), 0);
-	CU_ASSERT_PTR_NOT_NULL(cmq_h_msg_prop(&m, "civicmq-device"));
-	if (cmq_h_msg_prop(&m, "civicmq-device") != NULL) {
-		CU_ASSERT_STRING_EQUAL(cmq_h_msg_prop(&m, "civicmq-device"), "civitas-air-042");
-		CU_ASSERT_STRING_EQUAL(cmq_h_msg_prop(&m, "civicmq-policy"), "district+0");
-	}
+	CU_ASSERT_PTR_NOT_NULL(cmq_h_msg_prop(&m, "civicmq-provenance"));
+	if (cmq_h_msg_prop(&m, "civicmq-provenance") != NULL)
+		CU_ASSERT_STRING_EQUAL(cmq_h_msg_prop(&m, "civicmq-provenance"),
+		                       "civitas/civitas-air-042/trusted/district+0");
+	CU_ASSERT_EQUAL(m.nprops, 1);
 	cmq_h_msg_clear(&m);
 	/* A bridge is still bound by the rules: no rule, no raw topic; and it reads nothing raw. */
 	CU_ASSERT_EQUAL(cmq_h_publish(br, "raw/north/volcano/x", "{}", 2, 1, false, NULL, &code),

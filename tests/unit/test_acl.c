@@ -480,6 +480,49 @@ static void TEST_provenance(void)
 	CU_ASSERT_FALSE(cmq_provenance_for(NULL, dev, "raw/north/air/civitas-air-001", &prov));
 }
 
+/* The property value: four fields split by '/', which no field can contain. */
+static void TEST_provenance_value_round_trip(void)
+{
+	const struct cmq_policy *p = example();
+	struct cmq_provenance prov, back;
+	char value[CMQ_PROVENANCE_MAX], buf[CMQ_PROVENANCE_MAX], expect[128], small[8];
+
+	CU_ASSERT_TRUE_FATAL(
+	    cmq_provenance_for(p, "civitas-air-001", "raw/north/air/civitas-air-001", &prov));
+	CU_ASSERT_EQUAL(cmq_provenance_format(&prov, value, sizeof(value)), CMQ_OK);
+	snprintf(expect, sizeof(expect), "civitas/civitas-air-001/trusted/%s", p->stamp);
+	CU_ASSERT_STRING_EQUAL(value, expect);
+	CU_ASSERT_EQUAL(cmq_provenance_parse(value, buf, sizeof(buf), &back), CMQ_OK);
+	CU_ASSERT_STRING_EQUAL(back.vendor, "civitas");
+	CU_ASSERT_STRING_EQUAL(back.device, "civitas-air-001");
+	CU_ASSERT_STRING_EQUAL(back.tier, "trusted");
+	CU_ASSERT_STRING_EQUAL(back.policy, p->stamp);
+	CU_ASSERT_EQUAL(cmq_provenance_format(&prov, small, sizeof(small)), CMQ_ERR_TOO_BIG);
+	CU_ASSERT_EQUAL(cmq_provenance_parse(value, small, sizeof(small), &back), CMQ_ERR_TOO_BIG);
+	prov.tier = NULL;
+	CU_ASSERT_EQUAL(cmq_provenance_format(&prov, value, sizeof(value)), CMQ_ERR_INVAL);
+
+	static const char *const bad[] = {
+	    "",
+	    "civitas",
+	    "civitas/d/trusted",
+	    "civitas/d/trusted/s/extra",
+	    "/d/trusted/s",
+	    "civitas//trusted/s",
+	    "civitas/d//s",
+	    "civitas/d/trusted/",
+	    "civitas/d/trustworthy/s",
+	    "civitas/d/Trusted/s",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memset(&back, 0x5a, sizeof(back));
+		CU_ASSERT_EQUAL(cmq_provenance_parse(bad[i], buf, sizeof(buf), &back),
+		                CMQ_ERR_PARSE);
+		CU_ASSERT_PTR_NULL(back.vendor);
+		CU_ASSERT_PTR_NULL(back.policy);
+	}
+}
+
 /* The hot path allocates nothing: an allocation failure armed for the next call never fires. */
 static void TEST_check_allocates_nothing(void)
 {
@@ -515,6 +558,7 @@ static const struct cmq_test_case cases[] = {
     {"result names the principal", TEST_result_names_the_principal},
     {"result names the rule", TEST_result_names_the_rule},
     {"provenance", TEST_provenance},
+    {"provenance value round trip", TEST_provenance_value_round_trip},
     {"check allocates nothing", TEST_check_allocates_nothing},
     {"policy frees everything", TEST_policy_frees_everything},
     {NULL, NULL},

@@ -5,6 +5,7 @@
  */
 #include "cmq_test.h"
 
+#include "alloc.h"
 #include "diag.h"
 #include "error.h"
 #include "jsonutil.h"
@@ -467,6 +468,139 @@ static void TEST_jstring_messages(void)
 	env_close(&e);
 }
 
+/* ---- a big array parsed one element at a time (cmq_json_split_text) ---- */
+
+struct split_run {
+	struct cmq_diag d;
+	struct json_object *root;
+	struct cmq_json_split s;
+	int rc;
+};
+
+/* Split text at "rules", parse every element, finish; each element's "id" is appended to
+ * ids (comma-separated) so the test can see what was found. */
+static void split_run(struct split_run *r, const char *text, char *ids, size_t idlen)
+{
+	size_t len = strlen(text), off = 0;
+	char *copy = cmq_malloc(len + 1);
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(copy);
+	memcpy(copy, text, len + 1);
+	cmq_diag_init(&r->d);
+	ids[0] = '\0';
+	r->rc = cmq_json_split_text(copy, len, "p.json", "rules", &r->d, &r->root, &r->s);
+	if (r->rc != CMQ_OK)
+		return;
+	for (size_t i = 0; r->s.found && i < r->s.n; i++) {
+		struct json_object *o = NULL, *id;
+
+		if (cmq_json_split_parse(&r->s, i, &r->d, &o) != CMQ_OK)
+			continue;
+		if (json_object_object_get_ex(o, "id", &id))
+			off += (size_t)snprintf(ids + off, idlen - off, "%s%s", off ? "," : "",
+			                        json_object_get_string(id));
+		json_object_put(o);
+	}
+	r->rc = cmq_json_split_finish(&r->s, &r->d);
+}
+
+static void split_done(struct split_run *r)
+{
+	json_object_put(r->root);
+	cmq_json_split_cleanup(&r->s);
+	cmq_diag_cleanup(&r->d);
+}
+
+static void TEST_split_parses_elements_one_by_one(void)
+{
+	struct split_run r;
+	struct json_object *arr;
+	char ids[256];
+	long live = cmq_test_live_allocations();
+
+	split_run(
+	    &r,
+	    "{\"version\": \"1\",\n \"rules\": [\n  {\"id\": \"a\", \"x\": [1, {\"y\": \"],\"}]},\n"
+	    "  {\"id\": \"b\"} , {\"id\": \"c\"}\n ],\n \"after\": {\"k\": 1}}",
+	    ids, sizeof(ids));
+	CU_ASSERT_EQUAL(r.rc, CMQ_OK);
+	CU_ASSERT_TRUE(r.s.found);
+	CU_ASSERT_EQUAL(r.s.n, 3);
+	CU_ASSERT_STRING_EQUAL(ids, "a,b,c");
+	CU_ASSERT_EQUAL(r.d.n, 0);
+	/* The DOM holds everything but the elements: an empty array stands in for them. */
+	CU_ASSERT_TRUE(json_object_object_get_ex(r.root, "rules", &arr));
+	CU_ASSERT_EQUAL(json_object_array_length(arr), 0);
+	CU_ASSERT_TRUE(json_object_object_get_ex(r.root, "after", &arr));
+	split_done(&r);
+	CU_ASSERT_EQUAL(cmq_test_live_allocations(), live);
+
+	/* An empty array, a missing key, a key that is not an array: nothing to split. */
+	split_run(&r, "{\"rules\": []}", ids, sizeof(ids));
+	CU_ASSERT_EQUAL(r.rc, CMQ_OK);
+	CU_ASSERT_TRUE(r.s.found);
+	CU_ASSERT_EQUAL(r.s.n, 0);
+	split_done(&r);
+	split_run(&r, "{\"other\": [{\"id\": \"z\"}]}", ids, sizeof(ids));
+	CU_ASSERT_EQUAL(r.rc, CMQ_OK);
+	CU_ASSERT_FALSE(r.s.found);
+	split_done(&r);
+	split_run(&r, "{\"rules\": {\"id\": \"z\"}}", ids, sizeof(ids));
+	CU_ASSERT_EQUAL(r.rc, CMQ_OK);
+	CU_ASSERT_FALSE(r.s.found);
+	split_done(&r);
+	/* Only the top-level key is split; the same name deeper down is left alone. */
+	split_run(&r, "{\"o\": {\"rules\": [{\"id\": \"deep\"}]}}", ids, sizeof(ids));
+	CU_ASSERT_EQUAL(r.rc, CMQ_OK);
+	CU_ASSERT_FALSE(r.s.found);
+	split_done(&r);
+	CU_ASSERT_EQUAL(cmq_test_live_allocations(), live);
+}
+
+/* Errors inside elements carry their position in the file; the strict checks still apply. */
+static void TEST_split_reports_errors_in_place(void)
+{
+	static const struct {
+		const char *text;
+		int rc; /* of the whole run */
+		const char *expect;
+	} cases[] = {
+	    /* syntax inside the second element, on line 3 */
+	    {"{\"rules\": [\n{\"id\": \"a\"},\n  {\"id\": \"b\" \"c\": 1}]}", CMQ_ERR_PARSE,
+	     "p.json: 3:14: malformed JSON: "},
+	    /* a missing comma between elements */
+	    {"{\"rules\": [{\"id\": \"a\"} {\"id\": \"b\"}]}", CMQ_ERR_PARSE,
+	     "p.json: 1:24: malformed JSON: "},
+	    /* a trailing comma: json-c explains it */
+	    {"{\"rules\": [{\"id\": \"a\"},]}", CMQ_ERR_PARSE, "p.json: 1:"},
+	    /* outside the array, positions are still the file's */
+	    {"{\"rules\": [{\"id\": \"a\"}],\n\n \"x\": tru}", CMQ_ERR_PARSE, "p.json: 3:"},
+	    /* the strict checks cover the elements: duplicate key, NaN */
+	    {"{\"rules\": [{\"id\": \"a\", \"id\": \"b\"}]}", CMQ_ERR_PARSE,
+	     "p.json: 1:24: duplicate key \"id\""},
+	    {"{\"rules\": [{\"id\": \"a\", \"n\": NaN}]}", CMQ_ERR_PARSE,
+	     "NaN is not a JSON value"},
+	    /* and the rest of the file */
+	    {"{\"rules\": [], \"rules\": [{\"id\": \"a\"}]}", CMQ_ERR_PARSE,
+	     "duplicate key \"rules\""},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct split_run r;
+		char ids[256];
+
+		split_run(&r, cases[i].text, ids, sizeof(ids));
+		if (r.rc != cases[i].rc || cmq_diag_find(&r.d, cases[i].expect) == NULL) {
+			fprintf(stderr, "\n  split case %zu: rc=%s\n", i, cmq_err_name(r.rc));
+			dump_diag(&r.d);
+		}
+		CU_ASSERT_EQUAL(r.rc, cases[i].rc);
+		CU_ASSERT_PTR_NOT_NULL(cmq_diag_find(&r.d, cases[i].expect));
+		CU_ASSERT_TRUE(r.d.errors >= 1);
+		split_done(&r);
+	}
+}
+
 static void TEST_jbool_juint_messages(void)
 {
 	struct getter_env e;
@@ -757,6 +891,8 @@ int main(void)
 	    {"jbool_juint_messages", TEST_jbool_juint_messages},
 	    {"jarray_jobject_jdescribe", TEST_jarray_jobject_jdescribe},
 	    {"jcheck_keys_and_jenum", TEST_jcheck_keys_and_jenum},
+	    {"split_parses_elements_one_by_one", TEST_split_parses_elements_one_by_one},
+	    {"split_reports_errors_in_place", TEST_split_reports_errors_in_place},
 	    {"diag_line_format", TEST_diag_line_format},
 	    {"diag_cap_counts_everything", TEST_diag_cap_counts_everything},
 	    {"diag_quote", TEST_diag_quote},
