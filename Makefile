@@ -14,6 +14,8 @@
 .DEFAULT_GOAL := all
 .SUFFIXES:
 .DELETE_ON_ERROR:
+# Keep objects that pattern chains would otherwise delete as intermediate.
+.SECONDARY:
 
 PREFIX ?= /usr/local
 DESTDIR ?=
