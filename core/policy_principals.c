@@ -347,13 +347,31 @@ static void check_prefixes(struct cmq_load *l, const char *file)
 	}
 }
 
+/* Load every object of the array under key with fn (others are reported and skipped). */
+static void load_each(struct cmq_load *l, struct cmq_jctx *c, struct json_object *arr,
+                      const char *key,
+                      void (*fn)(struct cmq_load *, struct cmq_jctx *, struct json_object *))
+{
+	size_t base = cmq_jpath_push_key(c, key);
+
+	for (size_t i = 0; i < json_object_array_length(arr) && !l->nomem; i++) {
+		struct json_object *o = json_object_array_get_idx(arr, i);
+		size_t old = cmq_jpath_push_index(c, i);
+
+		if (cmq_jis_object(c, o))
+			fn(l, c, o);
+		cmq_jpath_pop(c, old);
+	}
+	cmq_jpath_pop(c, base);
+}
+
 void cmq_load_vendors_json(struct cmq_load *l, const char *file, struct json_object *root)
 {
 	static const char *const keys[] = {"vendors", "description", NULL};
 	struct cmq_policy *p = l->p;
 	struct json_object *arr;
 	struct cmq_jctx c;
-	size_t n, base;
+	size_t n;
 	char d[160];
 
 	cmq_jctx_init(&c, file, l->diag);
@@ -372,19 +390,7 @@ void cmq_load_vendors_json(struct cmq_load *l, const char *file, struct json_obj
 		l->nomem = true;
 		return;
 	}
-	base = cmq_jpath_push_key(&c, "vendors");
-	for (size_t i = 0; i < n && !l->nomem; i++) {
-		struct json_object *o = json_object_array_get_idx(arr, i);
-		size_t old = cmq_jpath_push_index(&c, i);
-
-		if (!json_object_is_type(o, json_type_object))
-			cmq_jerr(&c, "expected a vendor object, got %s",
-			         cmq_jdescribe(o, d, sizeof(d)));
-		else
-			load_vendor(l, &c, o);
-		cmq_jpath_pop(&c, old);
-	}
-	cmq_jpath_pop(&c, base);
+	load_each(l, &c, arr, "vendors", load_vendor);
 	check_prefixes(l, file);
 }
 
@@ -551,7 +557,7 @@ void cmq_load_operators_json(struct cmq_load *l, const char *file, struct json_o
 	struct cmq_policy *p = l->p;
 	struct json_object *arr, *fps;
 	struct cmq_jctx c;
-	size_t n, base;
+	size_t n;
 	char d[160];
 
 	cmq_jctx_init(&c, file, l->diag);
@@ -587,18 +593,6 @@ void cmq_load_operators_json(struct cmq_load *l, const char *file, struct json_o
 		l->nomem = true;
 		return;
 	}
-	base = cmq_jpath_push_key(&c, "operators");
-	for (size_t i = 0; i < n && !l->nomem; i++) {
-		struct json_object *o = json_object_array_get_idx(arr, i);
-		size_t old = cmq_jpath_push_index(&c, i);
-
-		if (!json_object_is_type(o, json_type_object))
-			cmq_jerr(&c, "expected an operator object, got %s",
-			         cmq_jdescribe(o, d, sizeof(d)));
-		else
-			load_operator(l, &c, o);
-		cmq_jpath_pop(&c, old);
-	}
-	cmq_jpath_pop(&c, base);
+	load_each(l, &c, arr, "operators", load_operator);
 	check_operator_namespaces(l, file);
 }
