@@ -1,7 +1,8 @@
 # civicmq - one Makefile for the core library, the Mosquitto plugin, tools and tests.
 #
 #   make            build everything into build/ (installs missing Debian packages first)
-#   make test       lint, unit tests (plain and ASan+UBSan), fuzz regression, integration tests
+#   make test       lint, unit tests (plain and ASan+UBSan), fuzz regression, install check,
+#                   integration tests (also with the broker under valgrind)
 #   make lint       clang-format check and banned-call grep
 #   make format     rewrite sources with clang-format
 #   make bench      benchmarks (see bench/README.md); results go to bench/RESULTS.md by hand
@@ -78,7 +79,7 @@ BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
 DEPS_STAMP := $(BUILD)/.deps-ok
 
-.PHONY: all deps test unit unit-san integration fuzz fuzz-regress lint format install \
+.PHONY: all deps test unit unit-san integration integration-valgrind fuzz fuzz-regress lint format install \
 	install-check uninstall clean bench demo passwd
 
 all: $(DEPS_STAMP) $(CORE_LIB) $(PLUGIN) $(TOOLS)
@@ -130,6 +131,17 @@ integration: all $(ITEST_BIN)
 	@set -e; for t in $(ITEST_BIN); do \
 		echo "== $$t"; CMQ_BUILD=$(BUILD) CMQ_SRC=$(CURDIR) CMQ_PKI_DIR=$(CURDIR)/$(BUILD)/pki $$t; done
 
+# The plugin inside a broker run under valgrind memcheck: no memory error, no leak in civicmq.
+integration-valgrind: all $(ITEST_BIN)
+	@rm -rf $(BUILD)/valgrind && mkdir -p $(BUILD)/valgrind
+	@echo "== $(BUILD)/tests/integration/test_plugin (broker under valgrind)"
+	@CMQ_BUILD=$(BUILD) CMQ_SRC=$(CURDIR) CMQ_PKI_DIR=$(CURDIR)/$(BUILD)/pki \
+		CMQ_VG_DIR=$(CURDIR)/$(BUILD)/valgrind \
+		CMQ_MOSQUITTO=$(CURDIR)/tests/integration/valgrind-mosquitto \
+		$(BUILD)/tests/integration/test_plugin >$(BUILD)/valgrind/test.log 2>&1 || \
+		{ tail -n 40 $(BUILD)/valgrind/test.log; exit 1; }
+	@sh tests/integration/check-valgrind $(BUILD)/valgrind
+
 # ---- fuzz targets (libFuzzer); `make test` replays the seed corpus, `make fuzz` explores ----
 FUZZ_SECONDS ?= 60
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(CORE_SRC) | $(DEPS_STAMP)
@@ -160,6 +172,7 @@ test: lint
 	@$(MAKE) --no-print-directory fuzz-regress
 	@$(MAKE) --no-print-directory install-check
 	@$(MAKE) --no-print-directory integration
+	@$(MAKE) --no-print-directory integration-valgrind
 	@echo "civicmq: all tests passed"
 
 demo: all

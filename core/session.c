@@ -134,6 +134,26 @@ enum cmq_reason cmq_session_check(const struct cmq_policy *p, const struct cmq_s
 	return CMQ_REASON_NO_IDENTITY;
 }
 
+enum cmq_decision cmq_session_recheck(const struct cmq_policy *p, const struct cmq_sessions *s,
+                                      const void *client, const char *client_id,
+                                      const char *username, enum cmq_reason *why)
+{
+	const struct cmq_session *e = cmq_sessions_find(s, client_id);
+	struct cmq_principal who;
+
+	if (e != NULL && e->client == client) {
+		*why = cmq_session_check(p, e);
+	} else if (username == NULL) {
+		*why = CMQ_REASON_NO_IDENTITY;
+	} else {
+		*why = cmq_principal_resolve(p, username, strlen(username), &who);
+		if (*why == CMQ_REASON_OK && who.kind == CMQ_PRINCIPAL_DEVICE &&
+		    who.vendor->tier == CMQ_TIER_BLOCKED)
+			*why = CMQ_REASON_VENDOR_BLOCKED;
+	}
+	return *why == CMQ_REASON_OK ? CMQ_ALLOW : CMQ_DENY;
+}
+
 void cmq_sessions_revalidate(const struct cmq_sessions *s, const struct cmq_policy *p,
                              void (*fn)(const struct cmq_session *e, enum cmq_reason why, void *ud),
                              void *ud)

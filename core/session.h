@@ -59,6 +59,19 @@ const struct cmq_session *cmq_sessions_find(const struct cmq_sessions *s, const 
 enum cmq_reason cmq_session_check(const struct cmq_policy *p, const struct cmq_session *e);
 
 /*
+ * Mosquitto 2.0.11 re-runs authentication at every reload for every client it knows -
+ * connected ones, and offline persistent sessions, which no longer present a certificate
+ * or, often, any credential. This decides such a re-check by the policy instead: a client
+ * in the table (connected, same client object) by cmq_session_check; anyone else (an
+ * offline session) by whether its username still names an admissible principal - a known
+ * operator, or a device of a vendor that is not blocked. Returns CMQ_ALLOW, or CMQ_DENY
+ * with *why set. It must only ever be used for re-checks: it asks for no credentials.
+ */
+enum cmq_decision cmq_session_recheck(const struct cmq_policy *p, const struct cmq_sessions *s,
+                                      const void *client, const char *client_id,
+                                      const char *username, enum cmq_reason *why);
+
+/*
  * Call fn for every session p would refuse now, with the reason. fn must not
  * modify s (collect ids, then kick after this returns).
  */

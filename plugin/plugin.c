@@ -36,7 +36,8 @@
 
 #define EXPORT __attribute__((visibility("default")))
 
-/* The plugin options: one table drives parsing, validation and the log of settings. */
+/* The plugin options: one table drives parsing, validation, defaults and the help that an
+ * unknown option prints. config/mosquitto.conf documents the same list. */
 #define OPT(field) offsetof(struct cmq_plugin, field)
 static const struct cmq_option options[] = {
     {"policy", CMQ_OPT_PATH, OPT(policy_path), NULL, 0, 0,
@@ -271,6 +272,19 @@ void cmq_plugin_enforce(struct cmq_plugin *pl)
 	cmq_free(k.ids);
 }
 
+/*
+ * Right after MOSQ_EVT_RELOAD, Mosquitto 2.0.11 re-authenticates every client it knows
+ * (mosquitto_security_apply_default), offline persistent sessions included, before it
+ * handles any new connection; the next thing its loop does is the tick. So from a reload
+ * to the next tick, BASIC_AUTH is a re-check (plugin_auth.c). Without ticks (they are not
+ * delivered with per_listener_settings true) re-checks are not told apart: they are
+ * judged as connections, which keeps every check but drops offline device sessions.
+ */
+static void begin_recheck(struct cmq_plugin *pl)
+{
+	pl->rechecking = pl->ticks_seen;
+}
+
 static int on_reload(int event, void *event_data, void *userdata)
 {
 	struct cmq_plugin *pl = userdata;
@@ -278,6 +292,7 @@ static int on_reload(int event, void *event_data, void *userdata)
 
 	(void)event;
 	(void)event_data;
+	begin_recheck(pl);
 	p = cmq_plugin_load(pl, "reload");
 	if (p == NULL) {
 		cmq_plugin_log(MOSQ_LOG_ERR, "reload failed; still enforcing policy %s",
@@ -287,6 +302,17 @@ static int on_reload(int event, void *event_data, void *userdata)
 	cmq_policy_free(pl->policy);
 	pl->policy = p;
 	cmq_plugin_enforce(pl);
+	return MOSQ_ERR_SUCCESS;
+}
+
+int cmq_plugin_on_tick(int event, void *event_data, void *userdata)
+{
+	struct cmq_plugin *pl = userdata;
+
+	(void)event;
+	(void)event_data;
+	pl->ticks_seen = true;
+	pl->rechecking = false;
 	return MOSQ_ERR_SUCCESS;
 }
 
@@ -312,6 +338,7 @@ static const struct {
     {MOSQ_EVT_MESSAGE, cmq_plugin_on_message},
     {MOSQ_EVT_DISCONNECT, cmq_plugin_on_disconnect},
     {MOSQ_EVT_RELOAD, on_reload},
+    {MOSQ_EVT_TICK, cmq_plugin_on_tick},
 };
 
 EXPORT int mosquitto_plugin_version(int supported_version_count, const int *supported_versions)

@@ -53,6 +53,8 @@ struct cmq_plugin {
 	struct cmq_log_budget deny_budget;
 	struct cmq_log_budget connect_budget;
 	struct cmq_sessions sessions;
+	bool ticks_seen; /* MOSQ_EVT_TICK arrives (it does not with per_listener_settings true) */
+	bool rechecking; /* between a reload and the next tick: BASIC_AUTH is a re-check */
 };
 
 /* The one mapping from a decision to a broker return code. */
@@ -67,6 +69,7 @@ int cmq_plugin_on_basic_auth(int event, void *event_data, void *userdata);
 int cmq_plugin_on_disconnect(int event, void *event_data, void *userdata);
 int cmq_plugin_on_acl_check(int event, void *event_data, void *userdata);
 int cmq_plugin_on_message(int event, void *event_data, void *userdata);
+int cmq_plugin_on_tick(int event, void *event_data, void *userdata);
 
 /* Load the policy files; returns the new policy or NULL after logging every problem. */
 struct cmq_policy *cmq_plugin_load(struct cmq_plugin *pl, const char *why);

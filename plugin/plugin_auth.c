@@ -8,6 +8,8 @@
  * the certificate CN; a client without one is decided on username and
  * password. Every refusal is logged with its reason. Admitted clients are
  * recorded in the session table so that a later policy change can reach them.
+ * During a reload BASIC_AUTH is the broker re-checking clients it already has
+ * (plugin.c, begin_recheck): those are judged by the policy, not re-authenticated.
  */
 #include "plugin.h"
 
@@ -17,6 +19,22 @@
 
 #include <openssl/x509.h>
 #include <string.h>
+
+/* A re-check of a known client during a reload (plugin.c): judged by the policy. */
+static int recheck(struct cmq_plugin *pl, struct mosquitto_evt_basic_auth *ed)
+{
+	const char *cid = mosquitto_client_id(ed->client);
+	const char *user = mosquitto_client_username(ed->client);
+	enum cmq_reason why;
+	enum cmq_decision d;
+
+	d = cmq_session_recheck(pl->policy, &pl->sessions, ed->client, cid, user, &why);
+	if (d != CMQ_ALLOW)
+		cmq_plugin_log(
+		    MOSQ_LOG_NOTICE, "dropping the session of \"%s\" (%s) at reload: %s: %s",
+		    cid ? cid : "", user ? user : "", cmq_reason_name(why), cmq_reason_text(why));
+	return cmq_plugin_rc(d, MOSQ_ERR_AUTH);
+}
 
 int cmq_plugin_on_basic_auth(int event, void *event_data, void *userdata)
 {
@@ -30,6 +48,10 @@ int cmq_plugin_on_basic_auth(int event, void *event_data, void *userdata)
 	char q[200];
 
 	(void)event;
+	if (pl->rechecking) {
+		X509_free(cert);
+		return recheck(pl, ed);
+	}
 	if (cert != NULL) {
 		d = cmq_connect_check_cert(pl->policy, cert, cid, &r);
 		X509_free(cert);

@@ -326,8 +326,8 @@ void cmq_env_stop(struct cmq_env *e)
 	}
 }
 
-int cmq_env_connect_cert(struct cmq_env *e, const char *name, const char *client_id, int protocol,
-                         struct cmq_h_client **out, int *reason)
+static int connect_cert(struct cmq_env *e, const char *name, const char *client_id, int protocol,
+                        bool clean, struct cmq_h_client **out, int *reason)
 {
 	struct json_object *en = entry(name);
 	struct cmq_h_client_opts o;
@@ -350,8 +350,20 @@ int cmq_env_connect_cert(struct cmq_env *e, const char *name, const char *client
 	o.keyfile = key;
 	o.port = e->broker.port[0];
 	o.protocol = protocol;
-	o.clean = true;
+	o.clean = clean;
 	return cmq_h_connect(&o, out, reason);
+}
+
+int cmq_env_connect_cert(struct cmq_env *e, const char *name, const char *client_id, int protocol,
+                         struct cmq_h_client **out, int *reason)
+{
+	return connect_cert(e, name, client_id, protocol, true, out, reason);
+}
+
+int cmq_env_connect_cert_persistent(struct cmq_env *e, const char *name, struct cmq_h_client **out,
+                                    int *reason)
+{
+	return connect_cert(e, name, NULL, 4, false, out, reason);
 }
 
 int cmq_env_connect_password(struct cmq_env *e, const char *username, const char *password,

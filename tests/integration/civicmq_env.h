@@ -66,6 +66,9 @@ void cmq_env_stop(struct cmq_env *e);
  */
 int cmq_env_connect_cert(struct cmq_env *e, const char *name, const char *client_id, int protocol,
                          struct cmq_h_client **out, int *reason);
+/* The same, as an MQTT 3.1.1 client with a persistent session (clean session off). */
+int cmq_env_connect_cert_persistent(struct cmq_env *e, const char *name, struct cmq_h_client **out,
+                                    int *reason);
 /* Connect with a username and password on the operator port (client id NULL = username). */
 int cmq_env_connect_password(struct cmq_env *e, const char *username, const char *password,
                              const char *client_id, struct cmq_h_client **out, int *reason);

@@ -521,6 +521,47 @@ static void TEST_removed_operator_is_cut_off(void)
 	CU_ASSERT_FALSE(cmq_h_wait_disconnect(gw, 100));
 }
 
+/*
+ * On SIGHUP Mosquitto 2.0.11 re-runs authentication for every client it knows, offline
+ * persistent sessions included, which have no certificate any more. The plugin judges
+ * those by the policy, not by credentials they no longer present: a device's offline
+ * session (and the commands queued for it) survives a reload, unless its vendor is
+ * blocked.
+ */
+static void TEST_offline_sessions_survive_reload(void)
+{
+	struct cmq_h_client *sig = NULL, *tc = NULL;
+	struct cmq_h_msg m;
+	size_t mark;
+	int granted, code, reason;
+
+	CU_ASSERT_EQUAL_FATAL(
+	    cmq_env_connect_cert_persistent(&env, "civitas-signal-001", &sig, &reason), 0);
+	CU_ASSERT_EQUAL_FATAL(cmq_h_subscribe(sig, "cmd/+/+/civitas-signal-001", 1, &granted), 0);
+	mark = cmq_h_log_mark(&env.broker);
+	cmq_h_close(sig); /* offline now, its session kept */
+	CU_ASSERT_TRUE(logged(mark, "Client civitas-signal-001 disconnected", NULL));
+	mark = cmq_h_log_mark(&env.broker);
+	CU_ASSERT_EQUAL(cmq_env_reload(&env), 1);
+	CU_ASSERT_FALSE(cmq_h_log_contains(&env.broker, mark, "refused connection"));
+	CU_ASSERT_FALSE(cmq_h_log_contains(&env.broker, mark, "not authorised"));
+	CU_ASSERT_EQUAL_FATAL(cmq_env_connect_password(&env, "traffic-centre",
+	                                               "traffic-centre-secret", "traffic-centre-3",
+	                                               &tc, &reason),
+	                      0);
+	CU_ASSERT_EQUAL(cmq_h_publish(tc, "cmd/north/signal/civitas-signal-001", "green", 5, 1,
+	                              false, NULL, &code),
+	                0);
+	cmq_h_close(tc);
+	CU_ASSERT_EQUAL_FATAL(
+	    cmq_env_connect_cert_persistent(&env, "civitas-signal-001", &sig, &reason), 0);
+	CU_ASSERT_EQUAL(cmq_h_wait_message(sig, 3000, &m), 0);
+	if (m.payload != NULL)
+		CU_ASSERT_STRING_EQUAL(m.payload, "green");
+	cmq_h_msg_clear(&m);
+	cmq_h_close(sig);
+}
+
 /* The plugin refuses to start the broker on a broken policy, and says why. */
 static void TEST_broken_policy_at_start_refuses_to_start(void)
 {
@@ -553,6 +594,7 @@ int main(void)
 	     TEST_blocking_vendor_cuts_off_connected_device},
 	    {"revoking_a_device_cuts_it_off", TEST_revoking_a_device_cuts_it_off},
 	    {"removed_operator_is_cut_off", TEST_removed_operator_is_cut_off},
+	    {"offline_sessions_survive_reload", TEST_offline_sessions_survive_reload},
 	    {"broken_policy_at_start_refuses_to_start",
 	     TEST_broken_policy_at_start_refuses_to_start},
 	};

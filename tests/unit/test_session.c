@@ -684,6 +684,61 @@ static void oom_sweep(struct cmq_sessions *s, const void *client, const char *cl
 	CU_ASSERT_PTR_EQUAL(cmq_sessions_find(s, client_id)->client, client);
 }
 
+/* The broker re-checks every client it knows at a reload: connected ones by their session,
+ * offline ones (another client object, or none in the table) by their username. */
+static void TEST_recheck_at_reload(void)
+{
+	long live = cmq_test_live_allocations();
+	static const char offline; /* a client object the table does not know */
+	struct variant v = base_variant();
+	struct cmq_sessions s;
+	struct cmq_policy *p;
+	enum cmq_reason why;
+
+	admit_all(&s);
+	v.civitas.revoked = "\"0101\"";
+	p = load_variant(&v);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+	/* Connected, judged by the session: CIV1's serial is now revoked, NIM1 is fine. */
+	CU_ASSERT_EQUAL(
+	    cmq_session_recheck(p, &s, &clients[CIV1], client_ids[CIV1], "civitas-air-001", &why),
+	    CMQ_DENY);
+	CU_ASSERT_EQUAL(why, CMQ_REASON_SERIAL_REVOKED);
+	CU_ASSERT_EQUAL(
+	    cmq_session_recheck(p, &s, &clients[NIM1], client_ids[NIM1], "nimbus-air-001", &why),
+	    CMQ_ALLOW);
+	CU_ASSERT_EQUAL(why, CMQ_REASON_OK);
+	/* Offline sessions, judged by their username alone. */
+	CU_ASSERT_EQUAL(
+	    cmq_session_recheck(p, &s, &offline, "civitas-air-009", "civitas-air-009", &why),
+	    CMQ_ALLOW);
+	CU_ASSERT_EQUAL(cmq_session_recheck(p, &s, &offline, "gateway-9", "gateway", &why),
+	                CMQ_ALLOW);
+	CU_ASSERT_EQUAL(cmq_session_recheck(p, &s, &offline, "x", "mallory", &why), CMQ_DENY);
+	CU_ASSERT_EQUAL(why, CMQ_REASON_NO_IDENTITY);
+	CU_ASSERT_EQUAL(cmq_session_recheck(p, &s, &offline, "x", NULL, &why), CMQ_DENY);
+	CU_ASSERT_EQUAL(why, CMQ_REASON_NO_IDENTITY);
+	/* Same client id, another client object: not the connected session, so by name. */
+	CU_ASSERT_EQUAL(
+	    cmq_session_recheck(p, &s, &offline, client_ids[CIV1], "civitas-air-001", &why),
+	    CMQ_ALLOW);
+	cmq_policy_free(p);
+	/* A blocked vendor's offline sessions go. */
+	v = base_variant();
+	v.civitas.tier = "blocked";
+	p = load_variant(&v);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+	CU_ASSERT_EQUAL(
+	    cmq_session_recheck(p, &s, &offline, "civitas-air-009", "civitas-air-009", &why),
+	    CMQ_DENY);
+	CU_ASSERT_EQUAL(why, CMQ_REASON_VENDOR_BLOCKED);
+	CU_ASSERT_EQUAL(cmq_session_recheck(p, &s, &offline, "nimbus-x", "nimbus-air-009", &why),
+	                CMQ_ALLOW);
+	cmq_policy_free(p);
+	cmq_sessions_cleanup(&s);
+	CU_ASSERT_EQUAL(cmq_test_live_allocations(), live);
+}
+
 static void TEST_put_out_of_memory(void)
 {
 	long live = cmq_test_live_allocations();
@@ -730,6 +785,7 @@ static const struct cmq_test_case cases[] = {
     {"operator changed", TEST_operator_changed},
     {"operator CA unpinned", TEST_operator_ca_unpinned},
     {"several changes at once", TEST_several_changes_at_once},
+    {"recheck at reload", TEST_recheck_at_reload},
     {"put out of memory", TEST_put_out_of_memory},
     {NULL, NULL},
 };
