@@ -523,6 +523,104 @@ static void TEST_provenance_value_round_trip(void)
 	}
 }
 
+/*
+ * Grants with identity substitution: %u (username), %c (client id) and %v (vendor) each
+ * fill a whole level and match only the requesting client's own value; denies still win.
+ */
+static void TEST_substitutions_in_grants(void)
+{
+	static const char policy_json[] =
+	    "{\"version\": \"s1\",\n"
+	    " \"categories\": [{\"id\": \"environment\", \"description\": \"air\"}],\n"
+	    " \"scrub_profiles\": [{\"id\": \"p\", \"ops\": [{\"op\": \"keep\", \"path\": "
+	    "\"a\"}]}],\n"
+	    " \"topic_rules\": [{\"id\": \"air\", \"raw\": \"raw/+/air/+\", \"class\": "
+	    "\"public\",\n"
+	    "   \"category\": \"environment\", \"purpose\": \"x\", \"retention\": \"P1D\",\n"
+	    "   \"profile\": \"p\", \"scrubbed\": \"city/{1}/air\"}],\n"
+	    " \"roles\": [\n"
+	    "  {\"id\": \"site-manager\",\n"
+	    "   \"grants\": [{\"access\": \"subscribe\", \"topic\": \"sites/%u/#\"},\n"
+	    "              {\"access\": \"publish\", \"topic\": \"reports/%u/+\"},\n"
+	    "              {\"access\": \"publish\", \"topic\": \"sessions/%c\"}],\n"
+	    "   \"denies\": [{\"access\": \"publish\", \"topic\": \"reports/%u/secret\"}]},\n"
+	    "  {\"id\": \"sensor\",\n"
+	    "   \"grants\": [{\"access\": \"publish\", \"topic\": \"status/%v/%c\"}]}]}\n";
+	static const char vendors_json[] =
+	    "{\"vendors\": [\n"
+	    " {\"id\": \"civitas\", \"name\": \"C\", \"tier\": \"trusted\", \"device_id_prefix\": "
+	    "\"civitas-\",\n"
+	    "  \"ca_sha256\": [\""
+	    "1111111111111111111111111111111111111111111111111111111111111111"
+	    "\"], \"categories\": [\"environment\"]},\n"
+	    " {\"id\": \"nimbus\", \"name\": \"N\", \"tier\": \"trusted\", \"device_id_prefix\": "
+	    "\"nimbus-\",\n"
+	    "  \"ca_sha256\": [\""
+	    "2222222222222222222222222222222222222222222222222222222222222222"
+	    "\"], \"categories\": [\"environment\"]}]}\n";
+	static const char operators_json[] =
+	    "{\"operators\": [\n"
+	    " {\"username\": \"site-a\", \"role\": \"site-manager\", \"certificate\": true},\n"
+	    " {\"username\": \"site-b\", \"role\": \"site-manager\", \"certificate\": true}]}\n";
+	static const struct {
+		const char *user, *cid;
+		enum cmq_access access;
+		const char *topic;
+		enum cmq_decision d;
+		enum cmq_reason reason;
+	} rows[] = {
+	    {"site-a", "site-a", SUB, "sites/site-a/#", ALLOW, CMQ_REASON_OK},
+	    {"site-a", "site-a", SUB, "sites/site-a/door/1", ALLOW, CMQ_REASON_OK},
+	    {"site-a", "site-a", READ, "sites/site-a/door/1", ALLOW, CMQ_REASON_OK},
+	    {"site-a", "site-a", SUB, "sites/site-b/#", DENY, CMQ_REASON_NO_GRANT},
+	    {"site-a", "site-a", SUB, "sites/+/#", DENY, CMQ_REASON_NO_GRANT},
+	    {"site-a", "site-a", READ, "sites/site-b/door/1", DENY, CMQ_REASON_NO_GRANT},
+	    {"site-b", "site-b", READ, "sites/site-b/door/1", ALLOW, CMQ_REASON_OK},
+	    {"site-a", "site-a", PUB, "reports/site-a/daily", ALLOW, CMQ_REASON_OK},
+	    {"site-a", "site-a", PUB, "reports/site-a/secret", DENY, CMQ_REASON_EXPLICIT_DENY},
+	    {"site-a", "site-a", PUB, "reports/site-b/daily", DENY, CMQ_REASON_NO_GRANT},
+	    {"site-a", "site-a-2", PUB, "sessions/site-a-2", ALLOW, CMQ_REASON_OK},
+	    {"site-a", "site-a-2", PUB, "sessions/site-a", DENY, CMQ_REASON_NO_GRANT},
+	    {"civitas-air-001", "civitas-air-001", PUB, "status/civitas/civitas-air-001", ALLOW,
+	     CMQ_REASON_OK},
+	    {"civitas-air-001", "civitas-air-001", PUB, "status/nimbus/civitas-air-001", DENY,
+	     CMQ_REASON_NO_GRANT},
+	    {"civitas-air-001", "civitas-air-001", PUB, "status/civitas/civitas-air-002", DENY,
+	     CMQ_REASON_NO_GRANT},
+	    {"nimbus-air-001", "nimbus-air-001", PUB, "status/nimbus/nimbus-air-001", ALLOW,
+	     CMQ_REASON_OK},
+	};
+	struct cmq_policy_files f;
+	static char pol[4096], ven[4096], ops[4096];
+	struct cmq_policy *p;
+	long live = cmq_test_live_allocations();
+
+	snprintf(pol, sizeof(pol), "%s", cmq_test_write_file("subst-policy.json", policy_json));
+	snprintf(ven, sizeof(ven), "%s", cmq_test_write_file("subst-vendors.json", vendors_json));
+	snprintf(ops, sizeof(ops), "%s",
+	         cmq_test_write_file("subst-operators.json", operators_json));
+	f.policy = pol;
+	f.vendors = ven;
+	f.operators = ops;
+	f.ca_file = NULL;
+	p = cmq_test_load_clean(&f, false);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct cmq_acl_request req = {rows[i].user,  rows[i].cid, rows[i].access,
+		                              rows[i].topic, 10,          false};
+		struct cmq_acl_result res;
+		enum cmq_decision d = cmq_acl_check(p, &req, &res);
+
+		if (d != rows[i].d || res.reason != rows[i].reason)
+			fprintf(stderr, "\n  subst row %zu (%s %s): got %s", i, rows[i].user,
+			        rows[i].topic, cmq_reason_name(res.reason));
+		CU_ASSERT_EQUAL(d, rows[i].d);
+		CU_ASSERT_EQUAL(res.reason, rows[i].reason);
+	}
+	cmq_policy_free(p);
+	CU_ASSERT_EQUAL(cmq_test_live_allocations(), live);
+}
+
 /* The hot path allocates nothing: an allocation failure armed for the next call never fires. */
 static void TEST_check_allocates_nothing(void)
 {
@@ -559,6 +657,7 @@ static const struct cmq_test_case cases[] = {
     {"result names the rule", TEST_result_names_the_rule},
     {"provenance", TEST_provenance},
     {"provenance value round trip", TEST_provenance_value_round_trip},
+    {"substitutions in grants", TEST_substitutions_in_grants},
     {"check allocates nothing", TEST_check_allocates_nothing},
     {"policy frees everything", TEST_policy_frees_everything},
     {NULL, NULL},
