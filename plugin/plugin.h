@@ -50,8 +50,9 @@ struct cmq_plugin {
 	char *ca_file;
 	bool log_denials;
 	unsigned deny_log_rate;
-	struct cmq_log_budget deny_budget;
-	struct cmq_log_budget connect_budget;
+	struct cmq_log_budget deny_budget;    /* refused publishes and subscriptions */
+	struct cmq_log_budget read_budget;    /* deliveries filtered out (debug level) */
+	struct cmq_log_budget connect_budget; /* refused connections */
 	struct cmq_sessions sessions;
 	bool ticks_seen; /* MOSQ_EVT_TICK arrives (it does not with per_listener_settings true) */
 	bool rechecking; /* between a reload and the next tick: BASIC_AUTH is a re-check */

@@ -48,7 +48,10 @@ static void log_denial(struct cmq_plugin *pl, int level, const char *what, const
 {
 	char qt[200], qu[160], qc[160];
 
-	if (!pl->log_denials || !cmq_plugin_log_budget(pl, &pl->deny_budget))
+	/* Filtered deliveries have their own budget, so they never crowd out refusals. */
+	if (!pl->log_denials ||
+	    !cmq_plugin_log_budget(pl,
+	                           level == MOSQ_LOG_DEBUG ? &pl->read_budget : &pl->deny_budget))
 		return;
 	cmq_plugin_log(
 	    level, "denied %s %s for %s/%s: %s: %s%s%s", what,
