@@ -50,6 +50,21 @@ static bool has_empty_level(const char *topic, size_t len)
 	return false;
 }
 
+/* Whether needle[0..nlen) occurs in hay[0..hlen). */
+static bool contains(const char *hay, size_t hlen, const char *needle, size_t nlen)
+{
+	const char *p = hay, *end = hay + hlen;
+
+	if (nlen == 0)
+		return false;
+	while (p + nlen <= end && (p = memchr(p, needle[0], (size_t)(end - p))) != NULL) {
+		if (p + nlen <= end && memcmp(p, needle, nlen) == 0)
+			return true;
+		p++;
+	}
+	return false;
+}
+
 /* Step 5 for a device: the topic rule and everything it implies. */
 static enum cmq_decision device_raw_write(const struct cmq_policy *p,
                                           const struct cmq_acl_request *req, size_t ulen,
@@ -71,6 +86,10 @@ static enum cmq_decision device_raw_write(const struct cmq_policy *p,
 		last--;
 	if ((size_t)(topic + len - last) != ulen || memcmp(last, req->username, ulen) != 0)
 		return deny(out, CMQ_REASON_NOT_OWN_DEVICE);
+	/* The other wildcard levels (district, kind) are chosen by the device and may feed the
+	 * scrubbed topic ({N} in the rule's template): they must not carry its id. */
+	if (contains(topic, (size_t)(last - topic), req->username, ulen))
+		return deny(out, CMQ_REASON_DEVICE_ID_IN_TOPIC);
 	if ((v->categories & ((uint64_t)1 << r->category)) == 0)
 		return deny(out, CMQ_REASON_CATEGORY_NOT_PERMITTED);
 	if (v->tier == CMQ_TIER_RESTRICTED && r->cls != CMQ_CLASS_PUBLIC)

@@ -9,10 +9,11 @@
  *  4. devices: a blocked vendor is denied everything, a restricted vendor may
  *     not subscribe or receive;
  *  5. raw/ topics: only devices publish them, and only to a topic without
- *     empty levels that a rule covers, ending in their own device id, in a category their vendor
- * may feed (restricted vendors: public class only), not retained unless public, within the rule's
- * size limit; bridges may publish any topic a rule covers; only the gateway role subscribes to or
- * receives them;
+ *     empty levels that a rule covers, ending in their own device id (and
+ *     carrying it nowhere else, since other levels may reach city/ topics), in a category their
+ * vendor may feed (restricted vendors: public class only), not retained unless public, within the
+ * rule's size limit; bridges may publish any topic a rule covers; only the gateway role subscribes
+ * to or receives them;
  *  6. city/ topics: only the gateway publishes them;
  *  7. the role's explicit denies, then its grants (%u %c %v substituted);
  *     a subscription is allowed when one grant covers the whole filter.

@@ -44,6 +44,8 @@ enum cmq_decision { CMQ_DENY = 0, CMQ_ALLOW = 1 };
 	X(RESTRICTED_NO_SUBSCRIBE, "restricted vendors may not subscribe or receive")              \
 	X(NO_RULE, "no topic rule covers this raw topic")                                          \
 	X(NOT_OWN_DEVICE, "devices may publish only to raw topics ending in their own device id")  \
+	X(DEVICE_ID_IN_TOPIC, "the device id may appear only as the last level of a raw topic, "   \
+	                      "never where it would reach a scrubbed topic")                       \
 	X(CATEGORY_NOT_PERMITTED, "vendor is not permitted to feed this data category")            \
 	X(RETAIN_PERSONAL, "retained messages are refused on personal and sensitive raw topics")   \
 	X(PAYLOAD_TOO_LARGE, "payload exceeds the size limit")                                     \

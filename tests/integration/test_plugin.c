@@ -185,6 +185,8 @@ static const struct acl_case {
     {"civitas-air-001", PUB, "raw/north/air/civitas-air-002", 60, false, "NOT_OWN_DEVICE"},
     {"civitas-air-001", PUB, "raw/north/air/civitas-air-0011", 60, false, "NOT_OWN_DEVICE"},
     {"civitas-air-001", PUB, "raw/north/volcano/civitas-air-001", 60, false, "NO_RULE"},
+    {"civitas-air-001", PUB, "raw/civitas-air-001/air/civitas-air-001", 60, false,
+     "DEVICE_ID_IN_TOPIC"},
     {"civitas-air-001", PUB, "city/north/air", 60, false, "CITY_WRITE_FORBIDDEN"},
     {"civitas-air-001", PUB_RETAIN, "raw/north/air/civitas-air-001", 60, true, NULL},
     {"civitas-wifi-001", PUB_RETAIN, "raw/north/footfall/civitas-wifi-001", 60, false,

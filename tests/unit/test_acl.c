@@ -73,6 +73,13 @@ static const struct acl_case matrix[] = {
      R(NOT_OWN_DEVICE)},
     {"civitas-air-001", "civitas-air-001", PUB, "raw/north/air/nimbus-air-001", 512, false, DENY,
      R(NOT_OWN_DEVICE)},
+    /* The device id only as the last level: a district it chose reaches city/ topics. */
+    {"civitas-air-001", "civitas-air-001", PUB, "raw/civitas-air-001/air/civitas-air-001", 512,
+     false, DENY, R(DEVICE_ID_IN_TOPIC)},
+    {"civitas-air-001", "civitas-air-001", PUB, "raw/near-civitas-air-001/air/civitas-air-001", 512,
+     false, DENY, R(DEVICE_ID_IN_TOPIC)},
+    {"civitas-air-001", "civitas-air-001", PUB, "raw/civitas-air/air/civitas-air-001", 512, false,
+     ALLOW, R(OK)},
     /* A raw topic names district, kind and device, none of them empty. */
     {"civitas-air-001", "civitas-air-001", PUB, "raw/north/air/", 512, false, DENY, R(BAD_TOPIC)},
     {"civitas-air-001", "civitas-air-001", PUB, "raw//air/civitas-air-001", 512, false, DENY,
