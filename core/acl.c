@@ -121,7 +121,9 @@ enum cmq_decision cmq_acl_check(const struct cmq_policy *p, const struct cmq_acl
 	if (req->username == NULL)
 		return deny(out, CMQ_REASON_NO_IDENTITY);
 	ulen = strlen(req->username);
-	if (cmq_principal_resolve(p, req->username, ulen, &out->who) != CMQ_REASON_OK)
+	if (req->who != NULL && req->who->kind != CMQ_PRINCIPAL_NONE)
+		out->who = *req->who;
+	else if (cmq_principal_resolve(p, req->username, ulen, &out->who) != CMQ_REASON_OK)
 		return deny(out, CMQ_REASON_NO_IDENTITY);
 	if (topic == NULL)
 		return deny(out, CMQ_REASON_BAD_TOPIC);
@@ -197,17 +199,29 @@ enum cmq_decision cmq_acl_check(const struct cmq_policy *p, const struct cmq_acl
 bool cmq_provenance_for(const struct cmq_policy *p, const char *username, const char *topic,
                         struct cmq_provenance *out)
 {
-	struct cmq_principal who;
+	return cmq_provenance_of(p, NULL, username, topic, out);
+}
+
+bool cmq_provenance_of(const struct cmq_policy *p, const struct cmq_principal *who,
+                       const char *username, const char *topic, struct cmq_provenance *out)
+{
+	struct cmq_principal resolved;
 
 	memset(out, 0, sizeof(*out));
 	if (p == NULL || username == NULL || topic == NULL ||
-	    !first_level_is(topic, strlen(topic), "raw", 3) ||
-	    cmq_principal_resolve(p, username, strlen(username), &who) != CMQ_REASON_OK ||
-	    who.kind != CMQ_PRINCIPAL_DEVICE)
+	    !first_level_is(topic, strlen(topic), "raw", 3))
 		return false;
-	out->vendor = who.vendor->id;
+	if (who == NULL || who->kind == CMQ_PRINCIPAL_NONE) {
+		if (cmq_principal_resolve(p, username, strlen(username), &resolved) !=
+		    CMQ_REASON_OK)
+			return false;
+		who = &resolved;
+	}
+	if (who->kind != CMQ_PRINCIPAL_DEVICE)
+		return false;
+	out->vendor = who->vendor->id;
 	out->device = username;
-	out->tier = cmq_tier_name(who.vendor->tier);
+	out->tier = cmq_tier_name(who->vendor->tier);
 	out->policy = p->stamp;
 	return true;
 }

@@ -39,6 +39,9 @@ struct cmq_acl_request {
 	const char *topic; /* topic (READ/WRITE) or filter (SUBSCRIBE) */
 	uint32_t payloadlen;
 	bool retain;
+	/* The principal username resolves to, if the caller already knows it (pcache.h); NULL
+	 * (as a positional initialiser leaves it) makes the check resolve it. */
+	const struct cmq_principal *who;
 };
 
 struct cmq_acl_result {
@@ -90,5 +93,8 @@ int cmq_provenance_parse(const char *value, char *buf, size_t buflen, struct cmq
  */
 bool cmq_provenance_for(const struct cmq_policy *p, const char *username, const char *topic,
                         struct cmq_provenance *out);
+/* The same when the caller has resolved username already (who may be NULL: resolve). */
+bool cmq_provenance_of(const struct cmq_policy *p, const struct cmq_principal *who,
+                       const char *username, const char *topic, struct cmq_provenance *out);
 
 #endif

@@ -299,6 +299,7 @@ static int on_reload(int event, void *event_data, void *userdata)
 		               pl->policy->stamp);
 		return MOSQ_ERR_SUCCESS;
 	}
+	cmq_pcache_clear(&pl->who); /* its principals point into the old policy */
 	cmq_policy_free(pl->policy);
 	pl->policy = p;
 	cmq_plugin_enforce(pl);
@@ -322,6 +323,7 @@ static void plugin_free(struct cmq_plugin *pl)
 		return;
 	cmq_policy_free(pl->policy);
 	cmq_sessions_cleanup(&pl->sessions);
+	cmq_pcache_cleanup(&pl->who);
 	cmq_free(pl->policy_path);
 	cmq_free(pl->vendors_path);
 	cmq_free(pl->operators_path);
@@ -363,6 +365,9 @@ EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userd
 		return MOSQ_ERR_NOMEM;
 	pl->id = identifier;
 	cmq_sessions_init(&pl->sessions);
+	/* Without its table the cache resolves every time: slower, never wrong. */
+	if (cmq_pcache_init(&pl->who) != CMQ_OK)
+		cmq_plugin_log(MOSQ_LOG_WARNING, "no memory for the principal cache; continuing");
 	if (!parse_options(pl, opts, opt_count)) {
 		plugin_free(pl);
 		return MOSQ_ERR_INVAL;

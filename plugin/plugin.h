@@ -12,6 +12,7 @@
 #define CMQ_PLUGIN_H
 
 #include "decision.h"
+#include "pcache.h"
 #include "policy.h"
 #include "session.h"
 
@@ -54,6 +55,7 @@ struct cmq_plugin {
 	struct cmq_log_budget read_budget;    /* deliveries filtered out (debug level) */
 	struct cmq_log_budget connect_budget; /* refused connections */
 	struct cmq_sessions sessions;
+	struct cmq_pcache who; /* principal of each client, for the per-message checks */
 	bool ticks_seen; /* MOSQ_EVT_TICK arrives (it does not with per_listener_settings true) */
 	bool rechecking; /* between a reload and the next tick: BASIC_AUTH is a re-check */
 };

@@ -3,7 +3,8 @@
  *
  * ACL_CHECK is the hot path: the broker asks on every publish (WRITE), on
  * every delivery to every subscriber (READ) and on every subscription. It
- * borrows the broker's strings, asks core/acl.c, and allocates nothing.
+ * borrows the broker's strings, takes the client's principal from the cache
+ * (core/pcache.h), asks core/acl.c, and allocates nothing.
  *
  * MESSAGE stamps provenance on each accepted raw message a device published: the
  * MQTT v5 user property civicmq-provenance, "<vendor>/<device>/<tier>/<policy>",
@@ -69,6 +70,7 @@ int cmq_plugin_on_acl_check(int event, void *event_data, void *userdata)
 	struct cmq_plugin *pl = userdata;
 	struct cmq_acl_request req;
 	struct cmq_acl_result res;
+	struct cmq_principal who;
 	enum cmq_decision d;
 
 	(void)event;
@@ -78,6 +80,11 @@ int cmq_plugin_on_acl_check(int event, void *event_data, void *userdata)
 	req.topic = ed->topic;
 	req.payloadlen = ed->payloadlen;
 	req.retain = ed->retain;
+	req.who = NULL;
+	if (req.username != NULL && req.access != CMQ_ACCESS_UNSUBSCRIBE &&
+	    cmq_pcache_resolve(&pl->who, pl->policy, ed->client, req.username, strlen(req.username),
+	                       &who) == CMQ_REASON_OK)
+		req.who = &who;
 	d = cmq_acl_check(pl->policy, &req, &res);
 	/* A refused delivery is the normal filtering of a subscription that only partly
 	 * overlaps a deny (a dashboard on city/# and a deny on city/+/anpr): debug level. */
@@ -115,13 +122,18 @@ int cmq_plugin_on_message(int event, void *event_data, void *userdata)
 	struct cmq_plugin *pl = userdata;
 	const char *username = mosquitto_client_username(ed->client);
 	struct cmq_provenance prov;
+	struct cmq_principal who;
 	char value[CMQ_PROVENANCE_MAX];
 
 	(void)event;
 	/* Only a device's raw message is stamped. The WRITE check already admitted this message;
 	 * a bridge's raw messages keep the stamps its district broker set, and city/ messages
 	 * come only from the gateway, which names its own properties. */
-	if (!cmq_provenance_for(pl->policy, username, ed->topic, &prov))
+	if (username == NULL || ed->topic == NULL || strncmp(ed->topic, "raw/", 4) != 0)
+		return MOSQ_ERR_SUCCESS;
+	if (cmq_pcache_resolve(&pl->who, pl->policy, ed->client, username, strlen(username),
+	                       &who) != CMQ_REASON_OK ||
+	    !cmq_provenance_of(pl->policy, &who, username, ed->topic, &prov))
 		return MOSQ_ERR_SUCCESS;
 	if (has_forged_property(ed->properties)) {
 		log_denial(pl, MOSQ_LOG_NOTICE, "message", ed->topic, username,

@@ -89,5 +89,6 @@ int cmq_plugin_on_disconnect(int event, void *event_data, void *userdata)
 
 	(void)event;
 	cmq_sessions_remove(&pl->sessions, ed->client, mosquitto_client_id(ed->client));
+	cmq_pcache_forget(&pl->who, ed->client);
 	return MOSQ_ERR_SUCCESS;
 }

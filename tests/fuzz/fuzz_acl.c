@@ -6,6 +6,7 @@
  */
 #include "acl.h"
 #include "error.h"
+#include "pcache.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -59,6 +60,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	cmq_acl_check(policy(), &req, &res);
 	if ((unsigned)res.reason >= CMQ_REASON__COUNT)
 		abort();
+	/* The principal cache, with clients crowding 16 slots: always the fresh answer. */
+	{
+		static struct cmq_pcache cache;
+		static char clients[16];
+		struct cmq_principal cached, fresh;
+		const char *u = req.username ? req.username : "";
+		enum cmq_reason a, b;
+
+		if (cache.slots == NULL && cmq_pcache_init(&cache) != CMQ_OK)
+			abort();
+		a = cmq_pcache_resolve(&cache, policy(), &clients[n % 16], u, strlen(u), &cached);
+		b = cmq_principal_resolve(policy(), u, strlen(u), &fresh);
+		if (a != b || (a == CMQ_REASON_OK &&
+		               (cached.kind != fresh.kind || cached.vendor != fresh.vendor ||
+		                cached.op != fresh.op || cached.role != fresh.role)))
+			abort();
+	}
 	/* PBKDF2 makes the password path slow; exercise it on one input in sixteen. */
 	if (size % 16 == 0) {
 		cmq_connect_check_password(policy(), req.username, field[3], field[2], &cr);
