@@ -144,7 +144,7 @@ integration-valgrind: all $(ITEST_BIN)
 
 # ---- fuzz targets (libFuzzer); `make test` replays the seed corpus, `make fuzz` explores ----
 FUZZ_SECONDS ?= 60
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(CORE_SRC) | $(DEPS_STAMP)
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(CORE_SRC) $(wildcard core/*.h tests/*.h) | $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	$(FUZZCC) -g -O1 -fsanitize=fuzzer,address,undefined $(CMQ_CPPFLAGS) -o $@ $< $(CORE_SRC) \
 		$(PKG_LIBS)
@@ -179,7 +179,7 @@ demo: all
 	@sh scripts/demo.sh $(BUILD)
 
 # ---- style ----
-LINT_SRC = $(wildcard core/*.[ch] plugin/*.[ch] tools/*.[ch] tests/unit/*.[ch] \
+LINT_SRC = $(wildcard core/*.[ch] plugin/*.[ch] tools/*.[ch] tests/*.h tests/unit/*.[ch] \
 	tests/integration/*.[ch] tests/fuzz/*.c bench/*.c)
 BANNED := \b(sprintf|vsprintf|strcpy|strcat|strtok|atoi|atol|gets)[[:space:]]*\(
 

@@ -22,6 +22,8 @@
 #include "topic.h"
 #include "trie.h"
 
+#include "../trie_oracle.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -29,7 +31,7 @@
 #include <string.h>
 
 #define MAX_PATTERNS 8
-#define MAX_LEVELS   80 /* reference limit; longer inputs are skipped by the oracle */
+#define MAX_LEVELS   CMQ_ORACLE_MAX_LEVELS /* longer inputs are skipped by the oracle */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -64,113 +66,10 @@ static void *fz_realloc(void *p, size_t n)
 
 static const struct cmq_allocator fz_alloc = {fz_malloc, fz_realloc, free};
 
-/* ---- the reference ---- */
-
-struct span {
-	const char *s;
-	size_t len;
-};
-
-static size_t split(const char *s, size_t len, struct span *out)
-{
-	struct cmq_level it;
-	size_t n = 0;
-
-	cmq_level_first(&it, s, len);
-	do {
-		if (n < MAX_LEVELS) {
-			out[n].s = it.s;
-			out[n].len = it.len;
-		}
-		n++;
-	} while (cmq_level_next(&it));
-	return n;
-}
-
-static bool is(const struct span *l, const char *text)
-{
-	return l->len == strlen(text) && memcmp(l->s, text, l->len) == 0;
-}
-
-/* literal 0, %u 1, %c 2, %v 3, + 4, # 5 */
-static int rank(const struct span *l)
-{
-	static const char *const special[] = {"%u", "%c", "%v", "+", "#"};
-
-	for (int i = 0; i < 5; i++) {
-		if (is(l, special[i]))
-			return i + 1;
-	}
-	return 0;
-}
-
-static bool subst_ok(const struct cmq_subst *s, int r, const struct span *l)
-{
-	const char *v;
-	size_t vlen;
-
-	if (s == NULL)
-		return false;
-	v = r == 1 ? s->username : r == 2 ? s->client_id : s->vendor;
-	vlen = r == 1 ? s->username_len : r == 2 ? s->client_id_len : s->vendor_len;
-	return cmq_identity_check(v, vlen, NULL) && vlen == l->len && memcmp(v, l->s, vlen) == 0;
-}
-
-/* Does pattern p match topic in (or, with filter, cover filter in)? -1: beyond the reference. */
-static int ref_applies(const struct span *p, const struct span *in, bool filter,
-                       const struct cmq_subst *s)
-{
-	static struct span pl[MAX_LEVELS], il[MAX_LEVELS];
-	size_t np = split(p->s, p->len, pl), ni = split(in->s, in->len, il);
-	bool dollar = il[0].len > 0 && il[0].s[0] == '$';
-
-	if (np > MAX_LEVELS || ni > MAX_LEVELS)
-		return -1;
-	if (in->len == 0 || in->len > CMQ_TOPIC_MAX_LEN)
-		return 0;
-	if (filter && !cmq_filter_check(in->s, in->len, NULL))
-		return 0;
-	for (size_t i = 0; i < np; i++) {
-		int r = rank(&pl[i]);
-		bool wild_ok = !(i == 0 && dollar);
-
-		if (r == 5)
-			return wild_ok;
-		if (i >= ni)
-			return 0;
-		if (filter && is(&il[i], "#"))
-			return 0;
-		if (filter && is(&il[i], "+")) {
-			if (r != 4)
-				return 0;
-			continue;
-		}
-		if (r == 0) {
-			if (!(pl[i].len == il[i].len && memcmp(pl[i].s, il[i].s, il[i].len) == 0))
-				return 0;
-		} else if (!wild_ok || (r < 4 && !subst_ok(s, r, &il[i]))) {
-			return 0;
-		}
-	}
-	return np == ni;
-}
-
-static bool more_specific(const struct span *a, const struct span *b)
-{
-	static struct span la[MAX_LEVELS], lb[MAX_LEVELS];
-	size_t na = split(a->s, a->len, la), nb = split(b->s, b->len, lb);
-
-	for (size_t i = 0; (i < na || i < nb) && i < MAX_LEVELS; i++) {
-		int ra = i < na ? rank(&la[i]) : -1, rb = i < nb ? rank(&lb[i]) : -1;
-
-		if (ra != rb)
-			return ra < rb;
-	}
-	return false;
-}
+/* ---- the reference: tests/trie_oracle.h ---- */
 
 struct state {
-	struct span pat[MAX_PATTERNS];
+	struct cmq_oracle_level pat[MAX_PATTERNS];
 	bool in[MAX_PATTERNS]; /* inserted (valid and not a duplicate) */
 	size_t n;
 	const struct cmq_subst *subst;
@@ -180,7 +79,7 @@ struct state {
 static void check(const struct cmq_trie *t, const struct state *st, const char *s, size_t len,
                   bool filter)
 {
-	struct span in = {s, len};
+	struct cmq_oracle_level in = {s, len};
 	int want = -1;
 	uint32_t v = 0xfffffff0u;
 	bool hit;
@@ -190,10 +89,12 @@ static void check(const struct cmq_trie *t, const struct state *st, const char *
 
 		if (!st->in[i])
 			continue;
-		r = ref_applies(&st->pat[i], &in, filter, st->subst);
+		r = cmq_oracle_applies(st->pat[i].s, st->pat[i].len, in.s, in.len, filter,
+		                       st->subst);
 		if (r < 0)
 			return; /* too deep for the reference */
-		if (r && (want < 0 || more_specific(&st->pat[i], &st->pat[want])))
+		if (r && (want < 0 || cmq_oracle_more_specific(st->pat[i].s, st->pat[i].len,
+		                                               st->pat[want].s, st->pat[want].len)))
 			want = (int)i;
 	}
 	hit = filter ? cmq_trie_covers(t, s, len, st->subst, &v)
@@ -205,15 +106,16 @@ static void check(const struct cmq_trie *t, const struct state *st, const char *
 }
 
 /* A topic the pattern should match: wildcards replaced by concrete levels. */
-static size_t concretise(const struct span *p, const struct cmq_subst *s, char *buf, size_t size)
+static size_t concretise(const struct cmq_oracle_level *p, const struct cmq_subst *s, char *buf,
+                         size_t size)
 {
-	static struct span l[MAX_LEVELS];
-	size_t n = split(p->s, p->len, l), used = 0;
+	static struct cmq_oracle_level l[MAX_LEVELS];
+	size_t n = cmq_oracle_split(p->s, p->len, l, MAX_LEVELS), used = 0;
 
 	for (size_t i = 0; i < n && i < MAX_LEVELS; i++) {
 		const char *text = l[i].s;
 		size_t tlen = l[i].len;
-		int r = rank(&l[i]);
+		int r = cmq_oracle_rank(&l[i]);
 
 		if (r == 4) {
 			text = "x";
@@ -276,8 +178,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const char *text, *end, *line;
 	unsigned flags;
 	size_t n_lines = 0;
-	struct span lines[MAX_PATTERNS + 1];
-	struct span topic;
+	struct cmq_oracle_level lines[MAX_PATTERNS + 1];
+	struct cmq_oracle_level topic;
 
 	if (size < 2)
 		return 0;

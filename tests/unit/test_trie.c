@@ -16,6 +16,8 @@
 #include "topic.h"
 #include "trie.h"
 
+#include "../trie_oracle.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -903,111 +905,6 @@ static void TEST_many_siblings(void)
 
 /* ---- randomised comparison with a naive reference ---- */
 
-struct ref_level {
-	const char *s;
-	size_t len;
-};
-
-static size_t split(const char *s, struct ref_level *out, size_t max)
-{
-	struct cmq_level it;
-	size_t n = 0;
-
-	cmq_level_first(&it, s, strlen(s));
-	do {
-		if (n < max) {
-			out[n].s = it.s;
-			out[n].len = it.len;
-		}
-		n++;
-	} while (cmq_level_next(&it));
-	return n;
-}
-
-static bool is(const struct ref_level *l, const char *text)
-{
-	return l->len == strlen(text) && memcmp(l->s, text, l->len) == 0;
-}
-
-/* Specificity rank of a pattern level: literal 0, %u 1, %c 2, %v 3, + 4, # 5. */
-static int rank(const struct ref_level *l)
-{
-	static const char *const special[] = {"%u", "%c", "%v", "+", "#"};
-
-	for (int i = 0; i < 5; i++) {
-		if (is(l, special[i]))
-			return i + 1;
-	}
-	return 0;
-}
-
-static bool ref_subst(const struct cmq_subst *s, int r, const struct ref_level *l)
-{
-	const char *v = NULL;
-	size_t vlen = 0;
-
-	if (s == NULL)
-		return false;
-	if (r == 1) {
-		v = s->username;
-		vlen = s->username_len;
-	} else if (r == 2) {
-		v = s->client_id;
-		vlen = s->client_id_len;
-	} else {
-		v = s->vendor;
-		vlen = s->vendor_len;
-	}
-	return cmq_identity_check(v, vlen, NULL) && vlen == l->len && memcmp(v, l->s, vlen) == 0;
-}
-
-/* Naive MQTT matching (or covering, if filter) straight from the rules in trie.h. */
-static bool ref_applies(const char *pattern, const char *input, bool filter,
-                        const struct cmq_subst *s)
-{
-	struct ref_level p[64], in[64];
-	size_t np = split(pattern, p, 64), ni = split(input, in, 64);
-	bool dollar = in[0].len > 0 && in[0].s[0] == '$';
-
-	if (np > 64 || ni > 64 || input[0] == '\0') /* an empty topic matches nothing */
-		return false;
-	for (size_t i = 0; i < np; i++) {
-		int r = rank(&p[i]);
-		bool wild_ok = !(i == 0 && dollar);
-
-		if (r == 5) /* '#': takes the rest, including nothing (and any filter rest) */
-			return wild_ok;
-		if (i >= ni)
-			return false;
-		if (filter && is(&in[i], "#"))
-			return false;
-		if (filter && is(&in[i], "+")) {
-			if (r != 4)
-				return false;
-			continue;
-		}
-		if (r == 0 ? !(p[i].len == in[i].len && memcmp(p[i].s, in[i].s, p[i].len) == 0)
-		           : !wild_ok || (r < 4 && !ref_subst(s, r, &in[i])))
-			return false;
-	}
-	return np == ni;
-}
-
-/* Whether pattern a is more specific than pattern b (both apply to the same input). */
-static bool more_specific(const char *a, const char *b)
-{
-	struct ref_level la[64], lb[64];
-	size_t na = split(a, la, 64), nb = split(b, lb, 64);
-
-	for (size_t i = 0; i < na || i < nb; i++) {
-		int ra = i < na ? rank(&la[i]) : -1, rb = i < nb ? rank(&lb[i]) : -1;
-
-		if (ra != rb)
-			return ra < rb;
-	}
-	return false;
-}
-
 static uint32_t rnd_state = 12345;
 
 static uint32_t rnd(uint32_t n)
@@ -1067,9 +964,13 @@ static void TEST_random_against_reference(void)
 			if (filter && !cmq_filter_check(input, strlen(input), NULL))
 				continue;
 			for (size_t i = 0; i < np; i++) {
-				if (in_trie[i] && ref_applies(patterns[i], input, filter, &s) &&
+				if (in_trie[i] &&
+				    cmq_oracle_applies(patterns[i], strlen(patterns[i]), input,
+				                       strlen(input), filter, &s) == 1 &&
 				    (want == NO_MATCH ||
-				     more_specific(patterns[i], patterns[want])))
+				     cmq_oracle_more_specific(patterns[i], strlen(patterns[i]),
+				                              patterns[want],
+				                              strlen(patterns[want]))))
 					want = (int)i;
 			}
 			hit = filter ? cmq_trie_covers(t, input, strlen(input), &s, &v)
