@@ -55,6 +55,42 @@ bool cmq_load_check_id(struct cmq_jctx *c, const char *s, const char *what)
 	return ok;
 }
 
+/* The "id" member of o if it is a string, else "" (for duplicate lookups before checks). */
+const char *cmq_load_json_id(struct json_object *o)
+{
+	struct json_object *v;
+
+	if (json_object_object_get_ex(o, "id", &v) && json_object_is_type(v, json_type_string))
+		return json_object_get_string(v);
+	return "";
+}
+
+/*
+ * The required, valid "id" of o, or NULL after an error; taken says whether an item with
+ * that id was already loaded (a duplicate).
+ */
+const char *cmq_load_unique_id(struct cmq_jctx *c, struct json_object *o, const char *what,
+                               bool taken)
+{
+	const char *id = NULL;
+	char q[128], label[64];
+	size_t old;
+
+	if (!cmq_jstring(c, o, "id", true, CMQ_ID_FIELD_MAX, &id) || id == NULL)
+		return NULL;
+	old = cmq_jpath_push_key(c, "id");
+	snprintf(label, sizeof(label), "%s id", what);
+	if (!cmq_load_check_id(c, id, label)) {
+		id = NULL;
+	} else if (taken) {
+		cmq_jerr(c, "duplicate %s id %s", what,
+		         cmq_diag_quote(id, strlen(id), q, sizeof(q)));
+		id = NULL;
+	}
+	cmq_jpath_pop(c, old);
+	return id;
+}
+
 static int hexval(char ch)
 {
 	if (ch >= '0' && ch <= '9')

@@ -21,6 +21,15 @@ char *cmq_load_strdup(struct cmq_load *l, const char *s);
 /* Validate an id (rule, role, category, profile, vendor): 1..64 of [A-Za-z0-9._-]. */
 bool cmq_load_check_id(struct cmq_jctx *c, const char *s, const char *what);
 
+/* The "id" member of o if it is a string, else "" (for duplicate lookups before checks). */
+const char *cmq_load_json_id(struct json_object *o);
+/*
+ * The required, valid "id" of o, or NULL after an error; taken says whether an item with
+ * that id was already loaded (reported as "duplicate <what> id").
+ */
+const char *cmq_load_unique_id(struct cmq_jctx *c, struct json_object *o, const char *what,
+                               bool taken);
+
 /*
  * policy.json: version, categories, profiles, rules, roles, limits. rules, if non-NULL and
  * found, holds the topic_rules elements to parse one at a time (jsonutil.h); otherwise

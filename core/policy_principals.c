@@ -235,23 +235,15 @@ static void load_vendor(struct cmq_load *l, struct cmq_jctx *c, struct json_obje
 	char q[160];
 
 	cmq_jcheck_keys(c, o, keys);
-	ok &= cmq_jstring(c, o, "id", true, CMQ_ID_FIELD_MAX, &id);
+	id = cmq_load_unique_id(c, o, "vendor",
+	                        cmq_strmap_get(&p->vendor_by_id, cmq_load_json_id(o),
+	                                       strlen(cmq_load_json_id(o))) != NULL);
+	ok &= id != NULL;
 	ok &= cmq_jstring(c, o, "name", true, 200, &name);
 	ok &= cmq_jstring(c, o, "tier", true, 32, &tier);
 	ok &= cmq_jstring(c, o, "device_id_prefix", true, CMQ_PREFIX_MAX, &prefix);
 	ok &= cmq_jstring(c, o, "contact", false, 500, &contact);
 	ok &= cmq_jstring(c, o, "notes", false, 2000, &notes);
-	if (id != NULL) {
-		old = cmq_jpath_push_key(c, "id");
-		if (!cmq_load_check_id(c, id, "vendor id")) {
-			ok = false;
-		} else if (cmq_strmap_get(&p->vendor_by_id, id, strlen(id)) != NULL) {
-			cmq_jerr(c, "duplicate vendor id %s",
-			         cmq_diag_quote(id, strlen(id), q, sizeof(q)));
-			ok = false;
-		}
-		cmq_jpath_pop(c, old);
-	}
 	if (tier != NULL) {
 		old = cmq_jpath_push_key(c, "tier");
 		tier_i = cmq_jenum(c, tier, "vendor tier", tier_names);

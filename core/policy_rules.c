@@ -87,42 +87,6 @@ const char *cmq_scrub_kind_name(enum cmq_scrub_kind k)
 	return (unsigned)k < CMQ_SCRUB__COUNT ? scrub_kinds[k].name : "?";
 }
 
-/* The "id" member of o if it is a string, else "" (for duplicate lookups before checks). */
-static const char *json_id(struct json_object *o)
-{
-	struct json_object *v;
-
-	if (json_object_object_get_ex(o, "id", &v) && json_object_is_type(v, json_type_string))
-		return json_object_get_string(v);
-	return "";
-}
-
-/*
- * The required, valid "id" of o, or NULL after an error; taken says whether an item with
- * that id was already loaded (a duplicate).
- */
-static const char *unique_id(struct cmq_jctx *c, struct json_object *o, const char *what,
-                             bool taken)
-{
-	const char *id = NULL;
-	char q[128], label[64];
-	size_t old;
-
-	if (!cmq_jstring(c, o, "id", true, CMQ_ID_FIELD_MAX, &id) || id == NULL)
-		return NULL;
-	old = cmq_jpath_push_key(c, "id");
-	snprintf(label, sizeof(label), "%s id", what);
-	if (!cmq_load_check_id(c, id, label)) {
-		id = NULL;
-	} else if (taken) {
-		cmq_jerr(c, "duplicate %s id %s", what,
-		         cmq_diag_quote(id, strlen(id), q, sizeof(q)));
-		id = NULL;
-	}
-	cmq_jpath_pop(c, old);
-	return id;
-}
-
 static int find_category(const struct cmq_policy *p, const char *id)
 {
 	for (size_t i = 0; i < p->n_categories; i++) {
@@ -264,7 +228,8 @@ static void load_categories(struct cmq_load *l, struct cmq_jctx *c, struct json_
 			continue;
 		}
 		cmq_jcheck_keys(c, o, keys);
-		id = unique_id(c, o, "category", find_category(p, json_id(o)) >= 0);
+		id = cmq_load_unique_id(c, o, "category",
+		                        find_category(p, cmq_load_json_id(o)) >= 0);
 		if (cmq_jstring(c, o, "description", true, 500, &desc) &&
 		    cmq_jbool(c, o, "resident_linked", false, &linked) && id != NULL &&
 		    desc != NULL) {
@@ -373,7 +338,8 @@ static void load_profiles(struct cmq_load *l, struct cmq_jctx *c, struct json_ob
 			continue;
 		}
 		cmq_jcheck_keys(c, o, keys);
-		id = unique_id(c, o, "scrub profile", find_profile(p, json_id(o)) >= 0);
+		id = cmq_load_unique_id(c, o, "scrub profile",
+		                        find_profile(p, cmq_load_json_id(o)) >= 0);
 		(void)cmq_jstring(c, o, "description", false, 500, &desc);
 		ops = cmq_jarray(c, o, "ops", true);
 		if (ops != NULL) {

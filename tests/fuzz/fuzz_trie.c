@@ -40,28 +40,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static long fail_countdown = -1;
 static bool fail_fired;
 
-static void *fz_malloc(size_t n)
+/* Whether this allocation is the one to fail. */
+static bool fz_fail_now(void)
 {
 	if (fail_countdown == 0) {
 		fail_countdown = -1;
 		fail_fired = true;
-		return NULL;
+		return true;
 	}
 	if (fail_countdown > 0)
 		fail_countdown--;
-	return malloc(n);
+	return false;
+}
+
+static void *fz_malloc(size_t n)
+{
+	return fz_fail_now() ? NULL : malloc(n);
 }
 
 static void *fz_realloc(void *p, size_t n)
 {
-	if (fail_countdown == 0) {
-		fail_countdown = -1;
-		fail_fired = true;
-		return NULL;
-	}
-	if (fail_countdown > 0)
-		fail_countdown--;
-	return realloc(p, n);
+	return fz_fail_now() ? NULL : realloc(p, n);
 }
 
 static const struct cmq_allocator fz_alloc = {fz_malloc, fz_realloc, free};
