@@ -59,6 +59,7 @@ ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
 
 CORE_SRC := $(sort $(wildcard core/*.c))
 PLUGIN_SRC := $(sort $(wildcard plugin/*.c))
+GATEWAY_SRC := $(sort $(wildcard gateway/*.c))
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_HELPER_SRC := tests/unit/cmq_test.c
 ITEST_SRC := $(sort $(wildcard tests/integration/test_*.c))
@@ -68,6 +69,8 @@ BENCH_SRC := $(sort $(wildcard bench/*.c))
 
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
 PLUGIN_OBJ := $(PLUGIN_SRC:%.c=$(BUILD)/%.o)
+GATEWAY_OBJ := $(GATEWAY_SRC:%.c=$(BUILD)/%.o)
+GATEWAY := $(BUILD)/civicmq-gateway
 CORE_LIB := $(BUILD)/libcivicmq_core.a
 PLUGIN := $(BUILD)/civicmq_plugin.so
 TOOLS := $(BUILD)/civicmq-passwd
@@ -82,7 +85,7 @@ DEPS_STAMP := $(BUILD)/.deps-ok
 .PHONY: all deps test unit unit-san integration integration-valgrind fuzz fuzz-regress lint format install \
 	install-check uninstall clean bench demo passwd
 
-all: $(DEPS_STAMP) $(CORE_LIB) $(PLUGIN) $(TOOLS)
+all: $(DEPS_STAMP) $(CORE_LIB) $(PLUGIN) $(GATEWAY) $(TOOLS)
 
 # Installs whatever Debian packages are missing (scripts/ensure-deps.sh), once per build dir.
 $(DEPS_STAMP): scripts/ensure-deps.sh
@@ -105,6 +108,10 @@ $(CORE_LIB): $(CORE_OBJ)
 # Mosquitto's own symbols are resolved from the broker executable at load time.
 $(PLUGIN): $(PLUGIN_OBJ) $(CORE_LIB)
 	$(CC) -shared $(ALL_LDFLAGS) -o $@ $(PLUGIN_OBJ) $(CORE_LIB) $(PKG_LIBS)
+
+# The gateway: Paho MQTT C (async, TLS) over the core.
+$(GATEWAY): $(GATEWAY_OBJ) $(CORE_LIB)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(GATEWAY_OBJ) $(CORE_LIB) $(PKG_LIBS) -lpaho-mqtt3as -lpthread
 
 $(BUILD)/civicmq-passwd: $(BUILD)/tools/civicmq-passwd.o $(CORE_LIB)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
@@ -179,7 +186,7 @@ demo: all
 	@sh scripts/demo.sh $(BUILD)
 
 # ---- style ----
-LINT_SRC = $(wildcard core/*.[ch] plugin/*.[ch] tools/*.[ch] tests/*.h tests/unit/*.[ch] \
+LINT_SRC = $(wildcard core/*.[ch] plugin/*.[ch] gateway/*.[ch] tools/*.[ch] tests/*.h tests/unit/*.[ch] \
 	tests/integration/*.[ch] tests/fuzz/*.c bench/*.c)
 BANNED := \b(sprintf|vsprintf|strcpy|strcat|strtok|atoi|atol|gets)[[:space:]]*\(
 
@@ -198,13 +205,14 @@ install: all
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR) \
 		$(DESTDIR)$(DOCDIR)/examples
 	install -m 0644 $(PLUGIN) $(DESTDIR)$(LIBDIR)/civicmq_plugin.so
-	install -m 0755 $(TOOLS) $(DESTDIR)$(BINDIR)/
+	install -m 0755 $(TOOLS) $(GATEWAY) $(DESTDIR)$(BINDIR)/
 	install -m 0755 certs/civicmq-pki $(DESTDIR)$(BINDIR)/civicmq-pki
 	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
 	install -m 0644 config/README.md $(DESTDIR)$(DOCDIR)/configuration.md
-	install -m 0644 config/*.json config/mosquitto.conf $(DESTDIR)$(DOCDIR)/examples/
+	install -m 0644 config/*.json config/mosquitto.conf config/gateway.conf \
+		$(DESTDIR)$(DOCDIR)/examples/
 	@# A running city's configuration is never overwritten: examples go to /etc only once.
-	@for f in config/*.json config/mosquitto.conf; do \
+	@for f in config/*.json config/mosquitto.conf config/gateway.conf; do \
 		t=$(DESTDIR)$(SYSCONFDIR)/$$(basename $$f); \
 		if [ -e "$$t" ]; then echo "keeping existing $$t"; \
 		else install -m 0640 $$f "$$t"; fi; done
@@ -212,9 +220,13 @@ install: all
 # `make test` checks that install works into a staging directory, and that the plugin
 # exports nothing but Mosquitto's three entry points.
 install-check: all
+	@$(GATEWAY) --example-config | diff -u config/gateway.conf - || \
+		{ echo "install-check: config/gateway.conf differs from civicmq-gateway --example-config"; \
+		exit 1; }
 	@rm -rf $(BUILD)/stage
 	@$(MAKE) --no-print-directory install DESTDIR=$(CURDIR)/$(BUILD)/stage PREFIX=/usr >/dev/null
 	@for f in usr/lib/civicmq/civicmq_plugin.so usr/bin/civicmq-passwd usr/bin/civicmq-pki \
+		usr/bin/civicmq-gateway etc/civicmq/gateway.conf \
 		etc/civicmq/policy.json etc/civicmq/mosquitto.conf \
 		usr/share/doc/civicmq/configuration.md usr/share/doc/civicmq/examples/vendors.json; do \
 		test -e $(BUILD)/stage/$$f || { echo "install-check: $$f missing"; exit 1; }; done

@@ -40,6 +40,26 @@
 #define BENCH_CITY_FILTER  "city/+/air"
 #define BENCH_EXAMPLE_RULE "air-quality" /* the rule BENCH_DEVICE_TOPIC must resolve to */
 
+/*
+ * The typical gateway message: a FIWARE AirQualityObserved document from BENCH_DEVICE
+ * (291 bytes as below). The example city's air-quality profile keeps the pollutants,
+ * airQualityIndex, temperature and relativeHumidity as they are, coarsens dateObserved to
+ * 5 minutes and turns the location into a geohash; "id" (which names the device) and
+ * "type" are dropped. BENCH_AIR_FMT is the same document with airQualityIndex and
+ * temperature as %llu: gateway_e2e sends a sequence number and the send time (ns) there,
+ * two fields that survive the scrub unchanged.
+ */
+#define BENCH_AIR_HEAD                                                                             \
+	"{\"id\":\"urn:ngsi-ld:AirQualityObserved:" BENCH_DEVICE                                   \
+	"\",\"type\":\"AirQualityObserved\","                                                      \
+	"\"dateObserved\":\"2026-11-28T10:07:31Z\",\"location\":{\"type\":\"Point\","              \
+	"\"coordinates\":[4.402771,51.219448]},"                                                   \
+	"\"no2\":41.3,\"pm10\":18.2,\"pm25\":9.7,\"o3\":52.1,"
+#define BENCH_AIR_JSON                                                                             \
+	BENCH_AIR_HEAD "\"airQualityIndex\":37,\"temperature\":7.4,\"relativeHumidity\":0.81}"
+#define BENCH_AIR_FMT                                                                              \
+	BENCH_AIR_HEAD "\"airQualityIndex\":%llu,\"temperature\":%llu,\"relativeHumidity\":0.81}"
+
 /* vendors.json and operators.json for in-process decisions (no CA bundle: pins are not
  * resolved, which decisions do not need). Fingerprints are arbitrary but well-formed. */
 static const char bench_vendors_json[] =

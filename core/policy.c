@@ -3,7 +3,7 @@
  * lookups, and the small value formats shared by the loaders (fingerprints,
  * serials, ids).
  *
- * cmq_policy_load reads policy.json, vendors.json and operators.json, then
+ * cmq_policy_load reads policy.json, vendors.json and (if given) operators.json, then
  * resolves the pinned CA fingerprints against the CA bundle, and only if
  * nothing anywhere was an error returns the new policy. Its stamp (the
  * policy version plus 12 hex digits of a SHA-256 over every input) goes into
@@ -372,10 +372,10 @@ int cmq_policy_load(const struct cmq_policy_files *files, struct cmq_diag *diag,
 	size_t errors_before = diag->errors;
 
 	*out = NULL;
-	if (files == NULL || files->policy == NULL || files->vendors == NULL ||
-	    files->operators == NULL) {
+	if (files == NULL || files->policy == NULL || files->vendors == NULL) {
 		cmq_diag_add(diag, CMQ_DIAG_ERROR, NULL, NULL,
-		             "the policy, vendors and operators files must all be given");
+		             "the policy and vendors files must both be given (operators is "
+		             "optional)");
 		return CMQ_ERR_CONFIG;
 	}
 	l.p = cmq_calloc(1, sizeof(*l.p));
@@ -427,7 +427,7 @@ void cmq_policy_free(struct cmq_policy *p)
 	cmq_free(p->categories);
 	for (size_t i = 0; i < p->n_profiles; i++) {
 		for (size_t k = 0; k < p->profiles[i].n_ops; k++)
-			cmq_free(p->profiles[i].ops[k].path);
+			cmq_scrub_op_cleanup(&p->profiles[i].ops[k]);
 		cmq_free(p->profiles[i].ops);
 		cmq_free(p->profiles[i].id);
 		cmq_free(p->profiles[i].description);
@@ -441,6 +441,8 @@ void cmq_policy_free(struct cmq_policy *p)
 		cmq_free(r->purpose);
 		cmq_free(r->retention);
 		cmq_free(r->scrubbed);
+		cmq_free(r->subject);
+		cmq_scrub_path_cleanup(&r->subject_path);
 	}
 	cmq_free(p->rules);
 	cmq_trie_free(p->rule_trie);

@@ -31,6 +31,7 @@
 
 #include "diag.h"
 #include "passwd.h"
+#include "scrub.h"
 #include "strmap.h"
 #include "trie.h"
 
@@ -85,6 +86,33 @@ struct cmq_category {
 struct cmq_scrub_op {
 	enum cmq_scrub_kind kind;
 	char *path; /* JSON path inside the payload, e.g. "observedVehicle.licensePlate" */
+	struct cmq_scrub_path cpath; /* path compiled (scrub.h) */
+	union {
+		struct {
+			uint8_t geohash_precision; /* 1..12, or 0 when grid_degrees is used */
+			double grid_degrees; /* > 0 when used: snap to the centre of the cell */
+		} loc;
+		struct {
+			uint32_t seconds; /* >= 1 */
+		} time;
+		struct {
+			double step; /* > 0 */
+		} round;
+		struct {
+			double *bounds; /* strictly increasing, 1..CMQ_SCRUB_MAX_BOUNDS */
+			size_t n;
+		} bucket;
+		struct {
+			unsigned patterns; /* CMQ_REDACT_* bits, at least one */
+		} redact;
+		struct {
+			struct cmq_scrub_path group_by; /* compiled group_by path */
+			char *group_by_text;
+			uint32_t window_seconds; /* >= 1 */
+			uint32_t k;              /* >= 1 */
+			double epsilon;          /* 0 = no noise */
+		} agg;
+	} u;
 };
 
 struct cmq_profile {
@@ -105,6 +133,8 @@ struct cmq_rule {
 	uint32_t profile;     /* index into cmq_policy.profiles */
 	char *scrubbed;       /* template, e.g. "city/{1}/air": {N} = raw level N */
 	uint32_t max_payload; /* bytes */
+	char *subject; /* JSON path of the resident id (resident-linked categories), or NULL */
+	struct cmq_scrub_path subject_path; /* compiled subject */
 };
 
 struct cmq_role {
@@ -180,8 +210,8 @@ struct cmq_policy {
 struct cmq_policy_files {
 	const char *policy;
 	const char *vendors;
-	const char *operators;
-	const char *ca_file; /* may be NULL in offline tools: pins are then not resolved */
+	const char *operators; /* may be NULL: no operators (the gateway needs none) */
+	const char *ca_file;   /* may be NULL in offline tools: pins are then not resolved */
 };
 
 /*

@@ -8,7 +8,12 @@
  *    no '#' and no substitutions; the scrubbed template may refer only to
  *    wildcard levels other than the device level, so the device id can never
  *    reach a city/ topic through the template;
- *  - sensitive rules must use a profile that aggregates;
+ *  - sensitive rules must use a profile that aggregates, and a profile that
+ *    aggregates has that one operation only;
+ *  - every scrub operation's path and parameters are valid (scrub_load.c), so the
+ *    gateway never meets a profile it cannot apply;
+ *  - a rule of a resident-linked category names the payload field of the resident
+ *    ("subject"), whose consent the gateway checks; other rules name none;
  *  - grants never let a role other than the gateway read raw/ topics, never
  *    let anyone but devices publish raw/ topics, never let anyone but the
  *    gateway publish city/ topics, and never touch '$' topics.
@@ -251,6 +256,27 @@ static void load_categories(struct cmq_load *l, struct cmq_jctx *c, struct json_
 	cmq_jpath_pop(c, base);
 }
 
+/* One op whose name and path were read: its parameters, then into prof if all valid. */
+static void load_op(struct cmq_load *l, struct cmq_jctx *c, struct json_object *o,
+                    struct cmq_profile *prof, enum cmq_scrub_kind kind, const char *path)
+{
+	struct cmq_scrub_op op = {.kind = kind};
+	size_t errors = c->diag->errors;
+
+	if (kind == CMQ_SCRUB_AGGREGATE)
+		prof->aggregates = true; /* even if invalid: the one-op check still applies */
+	op.path = cmq_load_strdup(l, path);
+	if (op.path == NULL)
+		return;
+	if (cmq_scrub_op_load(c, o, &op)) {
+		prof->ops[prof->n_ops++] = op;
+		return;
+	}
+	if (c->diag->errors == errors)
+		l->nomem = true; /* cmq_scrub_op_load fails silently only for lack of memory */
+	cmq_scrub_op_cleanup(&op);
+}
+
 static void load_profile_ops(struct cmq_load *l, struct cmq_jctx *c, struct json_object *arr,
                              struct cmq_profile *prof)
 {
@@ -296,18 +322,16 @@ static void load_profile_ops(struct cmq_load *l, struct cmq_jctx *c, struct json
 				            "\"observedVehicle.licensePlate\"");
 				cmq_jpath_pop(c, o2);
 			} else {
-				struct cmq_scrub_op *op = &prof->ops[prof->n_ops];
-
-				op->kind = (enum cmq_scrub_kind)kind;
-				op->path = cmq_load_strdup(l, path);
-				if (op->path != NULL)
-					prof->n_ops++;
-				if (kind == CMQ_SCRUB_AGGREGATE)
-					prof->aggregates = true;
+				load_op(l, c, o, prof, (enum cmq_scrub_kind)kind, path);
 			}
 		}
 		cmq_jpath_pop(c, old);
 	}
+	if (prof->aggregates && n != 1)
+		cmq_jerr(c,
+		         "has %zu operations; a profile with an aggregate operation has only "
+		         "that one (its output is the count, not the message)",
+		         n);
 }
 
 static void load_profiles(struct cmq_load *l, struct cmq_jctx *c, struct json_object *root)
@@ -357,7 +381,7 @@ static void load_profiles(struct cmq_load *l, struct cmq_jctx *c, struct json_ob
 		} else {
 			/* Rejected, or its id could not be copied: free what the slot holds. */
 			for (size_t k = 0; k < prof->n_ops; k++)
-				cmq_free(prof->ops[k].path);
+				cmq_scrub_op_cleanup(&prof->ops[k]);
 			cmq_free(prof->ops);
 			cmq_free(prof->description);
 			memset(prof, 0, sizeof(*prof));
@@ -551,14 +575,75 @@ static bool retention_valid(const char *s)
 	return any;
 }
 
+/*
+ * The rule's "subject": required for a resident-linked category (consent is per
+ * resident), refused otherwise; a path naming one value. Compiled into *out.
+ */
+static bool check_subject(struct cmq_load *l, struct cmq_jctx *c, const char *subject,
+                          const struct cmq_category *cat, struct cmq_scrub_path *out)
+{
+	const char *why = NULL;
+	char q[300];
+	size_t old;
+	int rc;
+	bool ok = true;
+
+	if (subject == NULL) {
+		if (!cat->resident_linked)
+			return true;
+		old = cmq_jpath_push_key(c, "subject");
+		cmq_jerr(c,
+		         "missing required field: category %s is resident-linked, so the rule must "
+		         "name the payload field holding the resident id (e.g. \"residentId\")",
+		         cmq_diag_quote(cat->id, strlen(cat->id), q, sizeof(q)));
+		cmq_jpath_pop(c, old);
+		return false;
+	}
+	old = cmq_jpath_push_key(c, "subject");
+	if (!cat->resident_linked) {
+		cmq_jerr(c,
+		         "category %s is not resident-linked; a subject (the resident id consent "
+		         "is checked for) is only for resident-linked categories",
+		         cmq_diag_quote(cat->id, strlen(cat->id), q, sizeof(q)));
+		cmq_jpath_pop(c, old);
+		return false;
+	}
+	rc = cmq_scrub_path_compile(subject, out, &why);
+	if (rc == CMQ_ERR_NOMEM) {
+		l->nomem = true;
+		ok = false;
+	} else if (rc != CMQ_OK) {
+		cmq_jerr(c,
+		         "%s is not a valid path: it %s; write keys separated by '.', each "
+		         "optionally followed by [N], e.g. \"resident.id\"",
+		         cmq_diag_quote(subject, strlen(subject), q, sizeof(q)), why);
+		ok = false;
+	} else {
+		for (size_t i = 0; i < out->n; i++) {
+			if (out->seg[i].index == CMQ_SEG_EACH) {
+				cmq_jerr(c,
+				         "%s names every element of an array; the subject is one "
+				         "value (use [N])",
+				         cmq_diag_quote(subject, strlen(subject), q, sizeof(q)));
+				ok = false;
+				break;
+			}
+		}
+	}
+	cmq_jpath_pop(c, old);
+	return ok;
+}
+
 static void load_rule(struct cmq_load *l, struct cmq_jctx *c, struct json_object *o)
 {
-	static const char *const keys[] = {
-	    "id",        "raw",     "class",    "category",          "purpose",
-	    "retention", "profile", "scrubbed", "max_payload_bytes", NULL};
+	static const char *const keys[] = {"id",       "raw",      "class",
+	                                   "category", "purpose",  "retention",
+	                                   "profile",  "scrubbed", "max_payload_bytes",
+	                                   "subject",  NULL};
 	struct cmq_policy *p = l->p;
 	const char *id = NULL, *raw = NULL, *cls = NULL, *cat = NULL, *purpose = NULL, *ret = NULL,
-	           *prof = NULL, *scrubbed = NULL;
+	           *prof = NULL, *scrubbed = NULL, *subject = NULL;
+	struct cmq_scrub_path subject_path = {NULL, 0};
 	uint64_t maxp = p->max_payload;
 	int cls_i = -1, cat_i = -1, prof_i = -1;
 	size_t raw_levels = 0, old;
@@ -575,6 +660,7 @@ static void load_rule(struct cmq_load *l, struct cmq_jctx *c, struct json_object
 	ok &= cmq_jstring(c, o, "profile", true, CMQ_ID_FIELD_MAX, &prof);
 	ok &= cmq_jstring(c, o, "scrubbed", true, 1024, &scrubbed);
 	ok &= cmq_juint(c, o, "max_payload_bytes", false, 1, 268435455u, &maxp);
+	ok &= cmq_jstring(c, o, "subject", false, 256, &subject);
 	if (id != NULL) {
 		old = cmq_jpath_push_key(c, "id");
 		ok &= cmq_load_check_id(c, id, "rule id");
@@ -636,8 +722,10 @@ static void load_rule(struct cmq_load *l, struct cmq_jctx *c, struct json_object
 		ok &= check_template(c, scrubbed, raw, raw_levels);
 		cmq_jpath_pop(c, old);
 	}
+	if (cat_i >= 0)
+		ok &= check_subject(l, c, subject, &p->categories[cat_i], &subject_path);
 	if (!ok || id == NULL || raw == NULL)
-		return;
+		goto out;
 
 	{
 		struct cmq_rule *r = &p->rules[p->n_rules];
@@ -654,18 +742,18 @@ static void load_rule(struct cmq_load *l, struct cmq_jctx *c, struct json_object
 			         cmq_diag_quote(raw, strlen(raw), q, sizeof(q)),
 			         p->rules[existing].id);
 			cmq_jpath_pop(c, old);
-			return;
+			goto out;
 		}
 		if (rc == CMQ_ERR_NOMEM) {
 			l->nomem = true;
-			return;
+			goto out;
 		}
 		if (rc != CMQ_OK) {
 			old = cmq_jpath_push_key(c, "raw");
 			cmq_jerr(c, "%s: %s", cmq_diag_quote(raw, strlen(raw), q, sizeof(q)),
 			         why ? why : "invalid pattern");
 			cmq_jpath_pop(c, old);
-			return;
+			goto out;
 		}
 		r->id = cmq_load_strdup(l, id);
 		r->raw = cmq_load_strdup(l, raw);
@@ -676,8 +764,16 @@ static void load_rule(struct cmq_load *l, struct cmq_jctx *c, struct json_object
 		r->profile = (uint32_t)prof_i;
 		r->scrubbed = cmq_load_strdup(l, scrubbed);
 		r->max_payload = (uint32_t)maxp;
+		if (subject != NULL) {
+			r->subject = cmq_load_strdup(l, subject);
+			r->subject_path = subject_path;
+			subject_path.seg = NULL;
+			subject_path.n = 0;
+		}
 		p->n_rules++;
 	}
+out:
+	cmq_scrub_path_cleanup(&subject_path);
 }
 
 static void load_rules(struct cmq_load *l, struct cmq_jctx *c, struct json_object *root,

@@ -2,10 +2,11 @@
  * harness.c - real brokers, the example PKI and synchronous libmosquitto clients for the
  * integration tests and benchmarks (API and ownership in harness.h).
  *
- * Process safety: every broker PID goes into a small registry that the exit handler and
- * the fatal-signal handler (async-signal-safe: kill() only) walk, and each broker child
- * asks the kernel for SIGKILL when the test process dies (PR_SET_PDEATHSIG), so a
- * crashing or killed test leaves no mosquitto behind. Children close every inherited
+ * Process safety: every broker PID (and every other process from cmq_h_spawn, such as a
+ * gateway) goes into a small registry that the exit handler and the fatal-signal handler
+ * (async-signal-safe: kill() only) walk, and each child asks the kernel for SIGKILL when
+ * the test process dies (PR_SET_PDEATHSIG), so a crashing or killed test leaves nothing
+ * behind. Children close every inherited
  * descriptor before exec: a broker must not keep another broker's client sockets open.
  *
  * Every wait is a poll loop bounded by a deadline on CLOCK_MONOTONIC. Clients are driven
@@ -200,8 +201,7 @@ void cmq_h_cleanup(void)
 		bool killed;
 
 		if (pid > 0) {
-			fprintf(stderr, "harness: stopping broker pid %ld left running\n",
-			        (long)pid);
+			fprintf(stderr, "harness: stopping pid %ld left running\n", (long)pid);
 			terminate(pid, 2000, &killed);
 			hs.live[i] = 0;
 		}
@@ -772,10 +772,10 @@ size_t cmq_h_log_mark(const struct cmq_h_broker *b)
 	return (size_t)st.st_size;
 }
 
-/* The log from mark on (at most LOG_READ_MAX bytes), NUL-terminated; caller frees. */
-static char *read_log(const struct cmq_h_broker *b, size_t mark, size_t *len)
+/* The file from mark on (at most LOG_READ_MAX bytes), NUL-terminated; caller frees. */
+static char *read_path(const char *path, size_t mark, size_t *len)
 {
-	int fd = open(b->log_path, O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	struct stat st;
 	char *buf = NULL;
 	size_t want;
@@ -806,6 +806,11 @@ static char *read_log(const struct cmq_h_broker *b, size_t mark, size_t *len)
 out:
 	close(fd);
 	return buf;
+}
+
+static char *read_log(const struct cmq_h_broker *b, size_t mark, size_t *len)
+{
+	return read_path(b->log_path, mark, len);
 }
 
 static bool mem_contains(const char *hay, size_t hlen, const char *needle)
@@ -865,6 +870,173 @@ void cmq_h_log_print(const struct cmq_h_broker *b, size_t mark)
 {
 	if (b != NULL)
 		print_file_tail(b->log_path, mark, LOG_TAIL_BYTES);
+}
+
+/* ---- other processes and their log files ---- */
+
+pid_t cmq_h_spawn(const char *const argv[], const char *log_path)
+{
+	int logfd, nullfd;
+	pid_t parent = getpid();
+	pid_t pid;
+
+	cmq_h_init();
+	if (argv == NULL || argv[0] == NULL || log_path == NULL)
+		return -1;
+	logfd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (logfd < 0 || nullfd < 0) {
+		fprintf(stderr, "harness: %s: %s\n", log_path, strerror(errno));
+		if (logfd >= 0)
+			close(logfd);
+		if (nullfd >= 0)
+			close(nullfd);
+		return -1;
+	}
+	pid = fork();
+	if (pid == 0) {
+#ifdef __linux__
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(126);
+#endif
+		dup2(nullfd, 0);
+		dup2(logfd, 1);
+		dup2(logfd, 2);
+		close_inherited_fds();
+		signal(SIGPIPE, SIG_DFL);
+		/* The test blocks no signal the child needs, but be explicit. */
+		{
+			sigset_t none;
+
+			sigemptyset(&none);
+			sigprocmask(SIG_SETMASK, &none, NULL);
+		}
+		execvp(argv[0], (char *const *)argv);
+		{
+			static const char msg[] = "harness: cannot exec the process\n";
+			ssize_t ignored = write(2, msg, sizeof(msg) - 1);
+
+			(void)ignored;
+		}
+		_exit(127);
+	}
+	(void)parent;
+	close(logfd);
+	close(nullfd);
+	if (pid < 0) {
+		fprintf(stderr, "harness: fork: %s\n", strerror(errno));
+		return -1;
+	}
+	registry_add(pid);
+	return pid;
+}
+
+int cmq_h_proc_stop(pid_t pid, int sig, int timeout_ms, int *status)
+{
+	bool killed = false;
+	int st;
+
+	if (status != NULL)
+		*status = -1;
+	if (pid <= 0)
+		return -1;
+	kill(pid, sig);
+	st = wait_or_kill(pid, timeout_ms, &killed);
+	registry_remove(pid);
+	if (status != NULL)
+		*status = st;
+	return killed ? 1 : 0;
+}
+
+bool cmq_h_proc_alive(pid_t pid, int *status)
+{
+	int st = -1;
+	pid_t r;
+
+	if (status != NULL)
+		*status = -1;
+	if (pid <= 0)
+		return false;
+	r = waitpid(pid, &st, WNOHANG);
+	if (r == 0)
+		return true;
+	registry_remove(pid);
+	if (status != NULL)
+		*status = r == pid ? st : -1;
+	return false;
+}
+
+size_t cmq_h_file_mark(const char *path)
+{
+	struct stat st;
+
+	if (path == NULL || stat(path, &st) != 0)
+		return 0;
+	return (size_t)st.st_size;
+}
+
+char *cmq_h_file_read(const char *path, size_t mark, size_t *len)
+{
+	size_t n = 0;
+	char *buf = path != NULL ? read_path(path, mark, &n) : NULL;
+
+	if (len != NULL)
+		*len = n;
+	return buf;
+}
+
+bool cmq_h_file_contains(const char *path, size_t mark, const char *needle)
+{
+	size_t len;
+	char *text;
+	bool found;
+
+	if (path == NULL || needle == NULL)
+		return false;
+	text = read_path(path, mark, &len);
+	found = text != NULL && mem_contains(text, len, needle);
+	free(text);
+	return found;
+}
+
+bool cmq_h_file_wait(const char *path, size_t mark, const char *needle, int timeout_ms)
+{
+	long long deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+	size_t nlen;
+	size_t pos = mark;
+
+	if (path == NULL || needle == NULL)
+		return false;
+	nlen = strlen(needle);
+	for (;;) {
+		size_t len;
+		char *text = read_path(path, pos, &len);
+		bool found = text != NULL && mem_contains(text, len, needle);
+
+		free(text);
+		if (found)
+			return true;
+		if (len >= nlen)
+			pos += len - nlen + 1;
+		if (left_ms(deadline) == 0)
+			return false;
+		sleep_ms(POLL_MS);
+	}
+}
+
+void cmq_h_file_print(const char *path, size_t mark)
+{
+	if (path != NULL)
+		print_file_tail(path, mark, LOG_TAIL_BYTES);
+}
+
+int cmq_h_tmpdir(const char *prefix, char *out, size_t n)
+{
+	cmq_h_init();
+	if (prefix == NULL || out == NULL)
+		return -1;
+	return make_tmpdir(prefix, out, n);
 }
 
 /* ---- clients ---- */

@@ -116,6 +116,40 @@ bool cmq_h_log_wait(const struct cmq_h_broker *b, size_t mark, const char *needl
 /* Print the log after mark (at most its last 8 KiB) to stderr, for failing tests. */
 void cmq_h_log_print(const struct cmq_h_broker *b, size_t mark);
 
+/*
+ * Other processes (the civicmq gateway): the same safety as brokers. cmq_h_spawn()
+ * fork/execs argv[0] (PATH searched) with argv, stdin from /dev/null and stdout and
+ * stderr appended to log_path (created 0600), every inherited descriptor above 2
+ * closed. The PID joins the registry that the exit and fatal-signal handlers walk, and
+ * the child dies with the test process (PR_SET_PDEATHSIG). argv must end with NULL.
+ * Returns the PID, or -1 (nothing started; reason on stderr).
+ */
+pid_t cmq_h_spawn(const char *const argv[], const char *log_path);
+/*
+ * Stop a process from cmq_h_spawn() for good: send sig (SIGTERM for an orderly stop,
+ * SIGKILL for a crash), wait up to timeout_ms, then SIGKILL and reap. *status (may be
+ * NULL) = the waitpid() status, or -1 if the process was not ours any more. Returns 0
+ * if it exited by itself within timeout_ms (after sig), 1 if it had to be killed
+ * after the timeout, -1 if pid is not positive.
+ */
+int cmq_h_proc_stop(pid_t pid, int sig, int timeout_ms, int *status);
+/* True if the process is still running; if it exited, reaps it (*status, may be NULL,
+ * = its wait status) and removes it from the registry. */
+bool cmq_h_proc_alive(pid_t pid, int *status);
+
+/* The cmq_h_log_* helpers for any log file (a spawned process's log_path). */
+size_t cmq_h_file_mark(const char *path);
+bool cmq_h_file_contains(const char *path, size_t mark, const char *needle);
+bool cmq_h_file_wait(const char *path, size_t mark, const char *needle, int timeout_ms);
+void cmq_h_file_print(const char *path, size_t mark);
+/* The file from mark on (at most 64 MiB), NUL-terminated, or NULL; *len its length (may
+ * be NULL). The caller frees it. */
+char *cmq_h_file_read(const char *path, size_t mark, size_t *len);
+
+/* A new 0700 directory "$TMPDIR/<prefix>-XXXXXX" into out, removed at exit (unless
+ * CMQ_KEEP_TMP=1). Returns 0 or -1. */
+int cmq_h_tmpdir(const char *prefix, char *out, size_t n);
+
 struct cmq_h_client_opts {
 	const char *id;       /* client id; NULL lets the broker assign one (needs clean) */
 	const char *username; /* NULL: none */

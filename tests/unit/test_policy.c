@@ -482,6 +482,154 @@ static const struct {
      1,
      {"grant-sys.json: $.roles[0].grants[0].topic: ",
       "\"$SYS/#\": topics starting with '$' are reserved"}},
+    /* scrub operation parameters (one unused profile "x" or the aggregate profile) */
+    {"scrub-path-empty-key.json",
+     POLICY,
+     1,
+     {"scrub-path-empty-key.json: $.scrub_profiles[2].ops[0].path: \"a..b\" is not a valid path: "
+      "it has an empty key",
+      "e.g. \"readings[].value\""}},
+    {"scrub-path-bad-index.json",
+     POLICY,
+     1,
+     {"scrub-path-bad-index.json: $.scrub_profiles[2].ops[0].path: \"readings[x].value\" is not a "
+      "valid path: it has '[' not followed by ']' or a number"}},
+    {"scrub-location-no-param.json",
+     POLICY,
+     1,
+     {"scrub-location-no-param.json: $.scrub_profiles[2].ops[0]: generalise_location needs "
+      "geohash_precision (a whole number 1 to 12) or grid_degrees"}},
+    {"scrub-location-both.json",
+     POLICY,
+     1,
+     {"scrub-location-both.json: $.scrub_profiles[2].ops[0]: has both geohash_precision and "
+      "grid_degrees; give exactly one"}},
+    {"scrub-geohash-range.json",
+     POLICY,
+     1,
+     {"scrub-geohash-range.json: $.scrub_profiles[2].ops[0].geohash_precision: 13 is out of range; "
+      "valid: 1 to 12"}},
+    {"scrub-grid-range.json",
+     POLICY,
+     1,
+     {"scrub-grid-range.json: $.scrub_profiles[2].ops[0].grid_degrees: number 0 is out of range; "
+      "valid: a number of degrees > 0 and <= 10"}},
+    {"scrub-grid-string.json",
+     POLICY,
+     1,
+     {"scrub-grid-string.json: $.scrub_profiles[2].ops[0].grid_degrees: expected a number of "
+      "degrees > 0 and <= 10, got string \"0.01\""}},
+    {"scrub-seconds-range.json",
+     POLICY,
+     1,
+     {"scrub-seconds-range.json: $.scrub_profiles[2].ops[0].seconds: 31622401 is out of range; "
+      "valid: 1 to 31622400"}},
+    {"scrub-seconds-missing.json",
+     POLICY,
+     1,
+     {"scrub-seconds-missing.json: $.scrub_profiles[2].ops[0].seconds: missing required field"}},
+    {"scrub-step-negative.json",
+     POLICY,
+     1,
+     {"scrub-step-negative.json: $.scrub_profiles[2].ops[0].step: number -5 is out of range; "
+      "valid: a number > 0"}},
+    {"scrub-step-string.json",
+     POLICY,
+     1,
+     {"scrub-step-string.json: $.scrub_profiles[2].ops[0].step: expected a number > 0, got string "
+      "\"5\""}},
+    {"scrub-bounds-order.json",
+     POLICY,
+     1,
+     {"scrub-bounds-order.json: $.scrub_profiles[2].ops[0].bounds[2]: number 20 is not greater "
+      "than the bound before it (20)",
+      "strictly increasing"}},
+    {"scrub-bounds-empty.json",
+     POLICY,
+     1,
+     {"scrub-bounds-empty.json: $.scrub_profiles[2].ops[0].bounds: has 0 entries; give 1 to 64 "
+      "numbers"}},
+    {"scrub-bounds-too-many.json",
+     POLICY,
+     1,
+     {"scrub-bounds-too-many.json: $.scrub_profiles[2].ops[0].bounds: has 65 entries; give 1 to 64 "
+      "numbers"}},
+    {"scrub-bounds-not-number.json",
+     POLICY,
+     1,
+     {"scrub-bounds-not-number.json: $.scrub_profiles[2].ops[0].bounds[1]: expected a number, got "
+      "string \"2\""}},
+    {"scrub-patterns-unknown.json",
+     POLICY,
+     1,
+     {"scrub-patterns-unknown.json: $.scrub_profiles[2].ops[0].patterns[1]: \"ssn\" is not a "
+      "redaction pattern",
+      "valid: mac, plate, email, phone"}},
+    {"scrub-patterns-twice.json",
+     POLICY,
+     1,
+     {"scrub-patterns-twice.json: $.scrub_profiles[2].ops[0].patterns[2]: \"mac\" is listed "
+      "twice"}},
+    {"scrub-patterns-empty.json",
+     POLICY,
+     1,
+     {"scrub-patterns-empty.json: $.scrub_profiles[2].ops[0].patterns: is empty; name at least one "
+      "of mac, plate, email, phone"}},
+    {"scrub-window-range.json",
+     POLICY,
+     1,
+     {"scrub-window-range.json: $.scrub_profiles[1].ops[0].window_seconds: 86401 is out of range; "
+      "valid: 1 to 86400"}},
+    {"scrub-window-missing.json",
+     POLICY,
+     1,
+     {"scrub-window-missing.json: $.scrub_profiles[1].ops[0].window_seconds: missing required "
+      "field"}},
+    {"scrub-k-range.json",
+     POLICY,
+     1,
+     {"scrub-k-range.json: $.scrub_profiles[1].ops[0].k: 0 is out of range; valid: 1 to 1000000"}},
+    {"scrub-epsilon-range.json",
+     POLICY,
+     1,
+     {"scrub-epsilon-range.json: $.scrub_profiles[1].ops[0].noise_epsilon: number 0 is out of "
+      "range; valid: a number > 0 and <= 10"}},
+    {"scrub-group-by-each.json",
+     POLICY,
+     1,
+     {"scrub-group-by-each.json: $.scrub_profiles[1].ops[0].group_by: \"zones[]\" names every "
+      "element of an array"}},
+    {"scrub-aggregate-path-each.json",
+     POLICY,
+     1,
+     {"scrub-aggregate-path-each.json: $.scrub_profiles[1].ops[0].path: \"counts[].n\" names every "
+      "element of an array"}},
+    {"scrub-aggregate-not-alone.json",
+     POLICY,
+     1,
+     {"scrub-aggregate-not-alone.json: $.scrub_profiles[1].ops: has 2 operations; a profile with "
+      "an aggregate operation has only that one"}},
+    /* the subject of resident-linked rules */
+    {"rule-subject-missing.json",
+     POLICY,
+     1,
+     {"rule-subject-missing.json: $.topic_rules[1].subject: missing required field: category "
+      "\"energy\" is resident-linked"}},
+    {"rule-subject-not-linked.json",
+     POLICY,
+     1,
+     {"rule-subject-not-linked.json: $.topic_rules[0].subject: category \"environment\" is not "
+      "resident-linked"}},
+    {"rule-subject-invalid.json",
+     POLICY,
+     1,
+     {"rule-subject-invalid.json: $.topic_rules[1].subject: \"resident..id\" is not a valid path: "
+      "it has an empty key"}},
+    {"rule-subject-each.json",
+     POLICY,
+     1,
+     {"rule-subject-each.json: $.topic_rules[1].subject: \"residents[].id\" names every element of "
+      "an array"}},
     /* identities */
     {"prefix-overlap.json",
      VENDORS,
@@ -632,7 +780,7 @@ static void TEST_missing_file_is_a_config_error(void)
 	cmq_diag_cleanup(&d);
 }
 
-static void TEST_all_files_must_be_named(void)
+static void TEST_policy_and_vendors_must_be_named(void)
 {
 	struct cmq_policy_files f = {"policy.json", NULL, "operators.json", NULL};
 	struct cmq_diag d;
@@ -641,10 +789,108 @@ static void TEST_all_files_must_be_named(void)
 	cmq_diag_init(&d);
 	CU_ASSERT_EQUAL(cmq_policy_load(&f, &d, &p), CMQ_ERR_CONFIG);
 	CU_ASSERT_PTR_NULL(p);
-	CU_ASSERT_PTR_NOT_NULL(find1(&d, CMQ_DIAG_ERROR, "must all be given"));
+	CU_ASSERT_PTR_NOT_NULL(
+	    find1(&d, CMQ_DIAG_ERROR, "the policy and vendors files must both be given"));
+	cmq_diag_cleanup(&d);
+	f.vendors = "vendors.json";
+	f.policy = NULL;
+	cmq_diag_init(&d);
+	CU_ASSERT_EQUAL(cmq_policy_load(&f, &d, &p), CMQ_ERR_CONFIG);
+	CU_ASSERT_PTR_NULL(p);
 	cmq_diag_cleanup(&d);
 	cmq_diag_init(&d);
 	CU_ASSERT_EQUAL(cmq_policy_load(NULL, &d, &p), CMQ_ERR_CONFIG);
+	cmq_diag_cleanup(&d);
+}
+
+/* The gateway loads policy and vendors only. */
+static void TEST_operators_file_is_optional(void)
+{
+	struct paths ps;
+	struct cmq_policy_files f;
+	struct cmq_diag d;
+	struct cmq_policy *p = NULL;
+
+	good_paths(&ps);
+	f.policy = ps.policy;
+	f.vendors = ps.vendors;
+	f.operators = NULL;
+	f.ca_file = NULL;
+	cmq_diag_init(&d);
+	CU_ASSERT_EQUAL(cmq_policy_load(&f, &d, &p), CMQ_OK);
+	CU_ASSERT_EQUAL(d.errors + d.warnings, 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+	CU_ASSERT_EQUAL(p->n_operators, 0);
+	CU_ASSERT_EQUAL(p->n_vendors, 1);
+	CU_ASSERT_PTR_NULL(cmq_policy_operator_find(p, "gateway", 7));
+	cmq_policy_free(p);
+	cmq_diag_cleanup(&d);
+}
+
+/* Parameters of the example's profiles are loaded into the ops, paths compiled. */
+static void TEST_example_scrub_profiles_and_subject(void)
+{
+	struct paths ps;
+	struct cmq_diag d;
+	struct cmq_policy *p = NULL;
+	const struct cmq_profile *prof;
+	const struct cmq_rule *r;
+
+	example_paths(&ps);
+	CU_ASSERT_EQUAL_FATAL(load(&ps, &d, &p), CMQ_OK);
+	prof = &p->profiles[0]; /* air-quality */
+	CU_ASSERT_STRING_EQUAL(prof->id, "air-quality");
+	CU_ASSERT_EQUAL_FATAL(prof->n_ops, 9);
+	CU_ASSERT_EQUAL(prof->ops[7].kind, CMQ_SCRUB_COARSEN_TIME);
+	CU_ASSERT_EQUAL(prof->ops[7].u.time.seconds, 300);
+	CU_ASSERT_EQUAL(prof->ops[8].kind, CMQ_SCRUB_GENERALISE_LOCATION);
+	CU_ASSERT_EQUAL(prof->ops[8].u.loc.geohash_precision, 6);
+	CU_ASSERT_EQUAL(prof->ops[8].cpath.n, 1);
+	prof = &p->profiles[2]; /* footfall */
+	CU_ASSERT_EQUAL(prof->ops[0].u.round.step, 5.0);
+	CU_ASSERT_EQUAL(prof->ops[3].u.redact.patterns, CMQ_REDACT_MAC);
+	prof = &p->profiles[4]; /* anpr */
+	CU_ASSERT_EQUAL_FATAL(prof->ops[0].cpath.n, 3);
+	CU_ASSERT_STRING_EQUAL(prof->ops[0].cpath.seg[1].key, "licensePlate");
+	CU_ASSERT_EQUAL(prof->ops[0].cpath.seg[1].index, CMQ_SEG_KEY);
+	prof = &p->profiles[6]; /* crowd-aggregate */
+	CU_ASSERT_TRUE(prof->aggregates);
+	CU_ASSERT_EQUAL_FATAL(prof->n_ops, 1);
+	CU_ASSERT_EQUAL(prof->ops[0].u.agg.window_seconds, 900);
+	CU_ASSERT_EQUAL(prof->ops[0].u.agg.k, 10);
+	CU_ASSERT_EQUAL(prof->ops[0].u.agg.epsilon, 1.0);
+	CU_ASSERT_STRING_EQUAL(prof->ops[0].u.agg.group_by_text, "zone");
+	CU_ASSERT_EQUAL(prof->ops[0].u.agg.group_by.n, 1);
+	r = &p->rules[5]; /* smart-meter: resident-linked */
+	CU_ASSERT_STRING_EQUAL(r->id, "smart-meter");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(r->subject);
+	CU_ASSERT_STRING_EQUAL(r->subject, "residentId");
+	CU_ASSERT_EQUAL_FATAL(r->subject_path.n, 1);
+	CU_ASSERT_STRING_EQUAL(r->subject_path.seg[0].key, "residentId");
+	for (size_t i = 0; i < p->n_rules; i++) {
+		if (i != 5)
+			CU_ASSERT_PTR_NULL(p->rules[i].subject);
+	}
+	cmq_policy_free(p);
+	cmq_diag_cleanup(&d);
+}
+
+static void TEST_subject_of_resident_linked_rule(void)
+{
+	struct paths ps;
+	struct cmq_diag d;
+	struct cmq_policy *p = NULL;
+
+	good_paths(&ps);
+	copy_path(ps.policy, cmq_test_data("policy/good/policy-subject.json"));
+	CU_ASSERT_EQUAL_FATAL(load(&ps, &d, &p), CMQ_OK);
+	CU_ASSERT_EQUAL_FATAL(p->n_rules, 2);
+	CU_ASSERT_STRING_EQUAL(p->rules[1].subject, "resident.id");
+	CU_ASSERT_EQUAL_FATAL(p->rules[1].subject_path.n, 2);
+	CU_ASSERT_STRING_EQUAL(p->rules[1].subject_path.seg[0].key, "resident");
+	CU_ASSERT_STRING_EQUAL(p->rules[1].subject_path.seg[1].key, "id");
+	CU_ASSERT_PTR_NULL(p->rules[0].subject);
+	cmq_policy_free(p);
 	cmq_diag_cleanup(&d);
 }
 
@@ -1215,7 +1461,10 @@ int main(void)
 	    {"bad_fixtures_report_exact_diagnostic", TEST_bad_fixtures_report_exact_diagnostic},
 	    {"warnings_do_not_fail_the_load", TEST_warnings_do_not_fail_the_load},
 	    {"missing_file_is_a_config_error", TEST_missing_file_is_a_config_error},
-	    {"all_files_must_be_named", TEST_all_files_must_be_named},
+	    {"policy_and_vendors_must_be_named", TEST_policy_and_vendors_must_be_named},
+	    {"operators_file_is_optional", TEST_operators_file_is_optional},
+	    {"example_scrub_profiles_and_subject", TEST_example_scrub_profiles_and_subject},
+	    {"subject_of_resident_linked_rule", TEST_subject_of_resident_linked_rule},
 	    {"every_error_in_a_file_is_reported", TEST_every_error_in_a_file_is_reported},
 	    {"ca_bundle_resolves_pins", TEST_ca_bundle_resolves_pins},
 	    {"ca_bundle_errors", TEST_ca_bundle_errors},
