@@ -247,6 +247,6 @@ uninstall:
 clean:
 	rm -rf build
 
--include $(CORE_OBJ:.o=.d) $(PLUGIN_OBJ:.o=.d) $(UNIT_BIN:=.d) $(ITEST_BIN:=.d) \
+-include $(CORE_OBJ:.o=.d) $(PLUGIN_OBJ:.o=.d) $(GATEWAY_OBJ:.o=.d) $(UNIT_BIN:=.d) $(ITEST_BIN:=.d) \
 	$(ITEST_HELPER_OBJ:.o=.d) $(BENCH_BIN:=.d) $(BUILD)/tests/unit/cmq_test.d \
 	$(BUILD)/tools/civicmq-passwd.d

@@ -5,7 +5,8 @@
  * latency the gateway adds at a fixed rate.
  *
  *   gateway_e2e [-r ROUNDS] [-n MSGS] [-w WINDOW] [-i INFLIGHT] [-R RATE] [-d SECONDS]
- *               [-L LAT_ROUNDS] [-s STATE_BASE] [--only throughput|latency]
+ *               [-L LAT_ROUNDS] [-s STATE_BASE] [-G with-clients|any]
+ *               [--only throughput|latency]
  *   gateway_e2e --callgrind MSGS [-w WINDOW] [-i INFLIGHT] [-s STATE_BASE] [--cg-out FILE]
  *
  * A, direct: the device civitas-air-001 (its certificate from the example PKI, mutual TLS
@@ -21,16 +22,18 @@
  *    message crosses the broker twice, so B/A = 0.5 is the ceiling.
  * Both: a fresh broker per measurement (plugin loaded, no persistence, set_tcp_nodelay
  * true, max_inflight_messages INFLIGHT, default 100 as bench/throughput.c, log types error
- * to information), TCP_NODELAY in both clients. The gateway's own socket is as Paho makes
- * it: Paho 1.3 never sets TCP_NODELAY. The broker runs on CPU 0; the clients, this process
- * and the gateway on CPU 1 (checked).
+ * to information), TCP_NODELAY in both clients (the gateway sets it on its own sockets,
+ * which Paho 1.3 does not). The broker runs on CPU 0; the clients and this process on CPU 1;
+ * the gateway on CPU 1 too (-G with-clients, the default: it competes with the load
+ * generator for one CPU, the worst case) or on whichever CPU is free (-G any: as a
+ * gateway on its own core or machine would).
  *
  * -i INFLIGHT matters to B beyond the broker: Mosquitto announces max_inflight_messages as
  * its Receive Maximum, Paho 1.3 lowers the gateway's in-flight publishes to it, and Paho
  * 1.3.12's send thread is not woken by a PUBACK, only by the next command or a 1 s timer
  * (eclipse-paho/paho.mqtt.c pull request 1457). Once more scrubbed messages wait than the
- * broker lets be in flight, B stalls: -i 20 (Mosquitto's default, which
- * config/mosquitto.conf keeps) with the default window shows it.
+ * broker lets be in flight, B stalls: -i 20 (Mosquitto's default; config/mosquitto.conf
+ * raises it to 1000 for this reason) with the default window shows it.
  *
  * Throughput (-r ROUNDS, default 5; -n MSGS, default 20,000; -w WINDOW, default 100):
  * rounds alternate A B; the publisher keeps at most WINDOW messages published but not yet
@@ -144,6 +147,7 @@ struct bench {
 	char pwfile[CMQ_H_PATH_MAX + 32];
 	char cert[CMQ_H_PATH_MAX], key[CMQ_H_PATH_MAX];
 	bool pin;
+	int gw_cpu; /* GW_WITH_CLIENTS (default), GW_ANY (not pinned) */
 	bool callgrind;
 	size_t window;
 	size_t inflight;     /* the broker's max_inflight_messages (-i) */
@@ -698,6 +702,9 @@ static int write_gateway_conf(const struct bench *b, const struct cmq_h_broker *
 	        "log_level notice\n",
 	        br->port[1], b->pwfile, b->env.cafile, b->env.policy, b->env.vendors, b->consent,
 	        b->keyfile, g->dir);
+	/* Extra gateway options for experiments, e.g. CMQ_BENCH_GW_CONF='max_inflight 100'. */
+	if (getenv("CMQ_BENCH_GW_CONF") != NULL)
+		fprintf(f, "%s\n", getenv("CMQ_BENCH_GW_CONF"));
 	bad = ferror(f);
 	if (fclose(f) != 0 || bad) {
 		fprintf(stderr, "gateway_e2e: cannot write %s\n", g->conf);
@@ -706,8 +713,11 @@ static int write_gateway_conf(const struct bench *b, const struct cmq_h_broker *
 	return 0;
 }
 
-/* Start the gateway (on the CPU this thread is pinned to) and wait until it has
- * subscribed. 0, or -1 with nothing left running. */
+#define GW_WITH_CLIENTS 0
+#define GW_ANY          1
+
+/* Start the gateway (on the CPU this thread is pinned to, or on any with -G any) and wait
+ * until it has subscribed. 0, or -1 with nothing left running. */
 static int gateway_start(struct bench *b, const struct cmq_h_broker *br, struct gwproc *g)
 {
 	uint64_t deadline;
@@ -736,6 +746,14 @@ static int gateway_start(struct bench *b, const struct cmq_h_broker *br, struct 
 		int fd = open(g->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
 
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (b->gw_cpu == GW_ANY) {
+			cpu_set_t all;
+
+			CPU_ZERO(&all);
+			for (int c = 0; c < CPU_SETSIZE && c < sysconf(_SC_NPROCESSORS_ONLN); c++)
+				CPU_SET(c, &all);
+			(void)sched_setaffinity(0, sizeof(all), &all);
+		}
 		if (fd >= 0) {
 			dup2(fd, 1);
 			dup2(fd, 2);
@@ -772,7 +790,8 @@ static int gateway_start(struct bench *b, const struct cmq_h_broker *br, struct 
 		}
 		usleep(10000);
 	}
-	if (b->pin && check_pinned(g->pid, CLIENT_CPU, "gateway") != 0) {
+	if (b->pin && b->gw_cpu == GW_WITH_CLIENTS &&
+	    check_pinned(g->pid, CLIENT_CPU, "gateway") != 0) {
 		kill_live_gateway();
 		g->pid = 0;
 		return -1;
@@ -1539,7 +1558,7 @@ static void usage(void)
 	fprintf(stderr,
 	        "usage: gateway_e2e [-r ROUNDS] [-n MSGS] [-w WINDOW] [-i INFLIGHT] [-R RATE]\n"
 	        "                   [-d SECONDS] [-L LAT_ROUNDS] [-s STATE_BASE]\n"
-	        "                   [--only throughput|latency]\n"
+	        "                   [-G with-clients|any] [--only throughput|latency]\n"
 	        "       gateway_e2e --callgrind MSGS [-w WINDOW] [-i INFLIGHT] [-s STATE_BASE]\n"
 	        "                   [--cg-out FILE]\n");
 }
@@ -1578,6 +1597,10 @@ int main(int argc, char **argv)
 			rc = parse_size(v, 1, MAX_ROUNDS, &lat_rounds);
 		else if (strcmp(a, "-s") == 0)
 			state_base = v;
+		else if (strcmp(a, "-G") == 0 && strcmp(v, "with-clients") == 0)
+			b.gw_cpu = GW_WITH_CLIENTS;
+		else if (strcmp(a, "-G") == 0 && strcmp(v, "any") == 0)
+			b.gw_cpu = GW_ANY;
 		else if (strcmp(a, "--cg-out") == 0)
 			cg_out = v;
 		else if (strcmp(a, "--callgrind") == 0)

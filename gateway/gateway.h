@@ -25,6 +25,7 @@
 #include "pseudo.h"
 
 #include <MQTTAsync.h>
+#include <MQTTClientPersistence.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -110,6 +111,12 @@ int cmq_gw_metrics_json(const struct cmq_gw_metrics *m, const char *client_id,
 
 /* ---- the gateway ---- */
 
+/* The outbox's context: its directory and, once Paho opened it, the store. */
+struct cmq_gw_outbox {
+	const char *dir;
+	void *ob;
+};
+
 /* What a reload replaces, loaded together and swapped under the lock. */
 struct cmq_gw_gen {
 	struct cmq_policy *policy;
@@ -125,6 +132,8 @@ struct cmq_gw {
 	struct cmq_agg *agg;
 	struct cmq_gw_metrics metrics;
 	MQTTAsync client;
+	MQTTClient_persistence persistence; /* outbox.c: the client's store in state_dir */
+	struct cmq_gw_outbox outbox;
 	char *password;
 	char share_filter[512];
 	char metrics_topic[512];
@@ -147,6 +156,12 @@ void cmq_gw_reload(struct cmq_gw *gw);
 /* Reload consent if its file changed on disk (called with gw->lock held). */
 void cmq_gw_consent_refresh(struct cmq_gw *gw);
 void cmq_gw_gen_free(struct cmq_gw_gen *g);
+
+/* outbox.c: Paho's persistence interface on core/kvlog.c. */
+void cmq_gw_outbox_init(struct cmq_gw_outbox *ctx, MQTTClient_persistence *p,
+                        const char *state_dir);
+/* Write the outbox's deferred records (main loop; takes the outbox's own lock). */
+void cmq_gw_outbox_flush(struct cmq_gw_outbox *ctx);
 
 /* mqtt.c */
 int cmq_gw_mqtt_create(struct cmq_gw *gw);

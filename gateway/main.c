@@ -343,6 +343,7 @@ int main(int argc, char **argv)
 			publish_metrics(&gw, true);
 		}
 		cmq_gw_mqtt_tick(&gw, now);
+		cmq_gw_outbox_flush(&gw.outbox);
 		if (now != last_flush) {
 			flush_aggregates(&gw, now);
 			last_flush = now;

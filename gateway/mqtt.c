@@ -8,7 +8,9 @@
  * scrubbed copy to MQTTAsync_sendMessage, which writes it to the persistent
  * outbox in state_dir before returning (MQTTCLIENT_PERSISTENCE_DEFAULT), then
  * returns 1. If on_message returns 0 (client busy), Paho keeps the raw message
- * in its own persisted queue and calls again later. The session is persistent
+ * in its own persisted queue and calls again later. The store is outbox.c: one
+ * append-only log, one write(2) per record (Paho's default, a file per message,
+ * cost most of the gateway's CPU). The session is persistent
  * (clean start off, session expiry set), so raw messages that arrive while the
  * gateway is down wait in the broker.
  *
@@ -22,9 +24,13 @@
 #include "topic.h"
 
 #include <MQTTAsync.h>
+#include <dirent.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #define PROP_PROVENANCE "civicmq-provenance"
@@ -235,6 +241,38 @@ static void on_subscribe_failed(void *context, MQTTAsync_failureData5 *resp)
 	           resp->message != NULL ? resp->message : "");
 }
 
+/*
+ * Paho 1.3 does not set TCP_NODELAY, so a PUBACK or a small PUBLISH can wait for the
+ * peer's delayed ACK (40 ms on Linux). The gateway's only TCP sockets are its broker
+ * connections: set it on each.
+ */
+static void set_nodelay(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+
+	if (d == NULL)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		struct sockaddr_storage sa;
+		socklen_t len = sizeof(sa);
+		int type = 0, one = 1;
+		socklen_t tlen = sizeof(type);
+		char *end;
+		long fd = strtol(e->d_name, &end, 10);
+
+		if (*end != '\0' || fd < 0 || fd == dirfd(d))
+			continue;
+		if (getsockname((int)fd, (struct sockaddr *)&sa, &len) != 0 ||
+		    (sa.ss_family != AF_INET && sa.ss_family != AF_INET6) ||
+		    getsockopt((int)fd, SOL_SOCKET, SO_TYPE, &type, &tlen) != 0 ||
+		    type != SOCK_STREAM)
+			continue;
+		(void)setsockopt((int)fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
+	closedir(d);
+}
+
 static void on_connected(void *context, char *cause)
 {
 	struct cmq_gw *gw = context;
@@ -242,6 +280,7 @@ static void on_connected(void *context, char *cause)
 	int rc;
 
 	(void)cause;
+	set_nodelay();
 	gw->connected = 1;
 	gw->connecting = 0;
 	gw->backoff = gw->cfg.reconnect_min;
@@ -312,8 +351,12 @@ int cmq_gw_mqtt_create(struct cmq_gw *gw)
 	co.persistQoS0 = 0;
 	co.restoreMessages = 1;
 	co.deleteOldestMessages = 0;
+	/* Paho's own trace buffer formats a line per packet at its default level: only errors. */
+	if (getenv("MQTT_C_CLIENT_TRACE") == NULL)
+		MQTTAsync_setTraceLevel(MQTTASYNC_TRACE_ERROR);
+	cmq_gw_outbox_init(&gw->outbox, &gw->persistence, gw->cfg.state_dir);
 	rc = MQTTAsync_createWithOptions(&gw->client, gw->cfg.broker, gw->cfg.client_id,
-	                                 MQTTCLIENT_PERSISTENCE_DEFAULT, gw->cfg.state_dir, &co);
+	                                 MQTTCLIENT_PERSISTENCE_USER, &gw->persistence, &co);
 	if (rc != MQTTASYNC_SUCCESS) {
 		cmq_gw_log(GW_ERROR, "cannot create the MQTT client for %s (state_dir %s): %s",
 		           gw->cfg.broker, gw->cfg.state_dir, MQTTAsync_strerror(rc));
