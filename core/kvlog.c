@@ -93,6 +93,7 @@ static void make_header(unsigned char *hdr, char op, size_t key_len, size_t data
 	hdr[2] = (unsigned char)op;
 	put_le(hdr + 3, key_len, 2);
 	put_le(hdr + 5, data_len, 4);
+	hdr[9] = 0;
 }
 
 /* Write iov[0..n) at the end of the log in one writev; a short or failed write is cut
@@ -304,8 +305,8 @@ static size_t replay(struct cmq_kvlog *kv, const unsigned char *buf, size_t len,
 		struct iovec iov[2];
 		struct entry *e = NULL;
 
-		if (h[0] != 'K' || h[1] != 'V' || (h[2] != 'P' && h[2] != 'D') || key_len == 0 ||
-		    key_len > CMQ_KVLOG_KEY_MAX || data_len > CMQ_KVLOG_DATA_MAX ||
+		if (h[0] != 'K' || h[1] != 'V' || (h[2] != 'P' && h[2] != 'D') || h[9] != 0 ||
+		    key_len == 0 || key_len > CMQ_KVLOG_KEY_MAX || data_len > CMQ_KVLOG_DATA_MAX ||
 		    len - off - HDR_LEN < key_len + data_len)
 			break;
 		iov[0].iov_base = (void *)(h + HDR_LEN);

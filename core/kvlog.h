@@ -9,12 +9,12 @@
  * throughput depend on how many files were deleted a moment before. Here a put or
  * a delete is one write(2) of one record to one open file.
  *
- * Record: "KV" op(1: 'P' put, 'D' delete) key_len(2, LE) data_len(4, LE)
- * check(4, LE: FNV-1a over op, lengths, key and data) key data. Replay at open
- * applies records in order and stops at the first torn or corrupt record (a crash
- * mid-write), truncating it away with a warning; the log is then compacted (live
- * records only: temp file, fsync, rename, fsync of the directory). While running
- * it is compacted again when dead bytes exceed both the live bytes and 1 MiB.
+ * Record: "KV" op(1: 'P' put, 'D' delete) key_len(2, LE) data_len(4, LE) reserved(1,
+ * zero) check(4, LE: hash.h's cmq_hash chained over op, lengths, key and data) key data. Replay at
+ * open applies records in order and stops at the first torn or corrupt record (a crash mid-write),
+ * truncating it away with a warning; the log is then compacted (live records only: temp file,
+ * fsync, rename, fsync of the directory). While running it is compacted again when dead bytes
+ * exceed both the live bytes and 1 MiB.
  *
  * Durability: a record reaches the kernel before put/del returns (survives the
  * process being killed, kill -9 included) unless the caller defers it; with sync =

@@ -33,30 +33,6 @@ bool cmq_profile_pseudonymises(const struct cmq_profile *prof)
 	return false;
 }
 
-struct json_object *cmq_scrub_path_get(struct json_object *root, const struct cmq_scrub_path *p)
-{
-	struct json_object *cur = root;
-
-	for (size_t i = 0; cur != NULL && i < p->n; i++) {
-		const struct cmq_scrub_seg *s = &p->seg[i];
-		struct json_object *next = NULL;
-
-		if (!json_object_is_type(cur, json_type_object) ||
-		    !json_object_object_get_ex(cur, s->key, &next))
-			return NULL;
-		cur = next;
-		if (s->index == CMQ_SEG_EACH)
-			return NULL;
-		if (s->index >= 0) {
-			if (!json_object_is_type(cur, json_type_array) ||
-			    (size_t)s->index >= json_object_array_length(cur))
-				return NULL;
-			cur = json_object_array_get_idx(cur, (size_t)s->index);
-		}
-	}
-	return cur;
-}
-
 /* A level copied into a city/ topic: a plain district name, never a reserved one. */
 static bool district_ok(const char *s, size_t len)
 {

@@ -89,10 +89,4 @@ void cmq_pipeline_result_cleanup(struct cmq_pipeline_result *res);
 /* Whether the profile pseudonymises (its output then names a key epoch). */
 bool cmq_profile_pseudonymises(const struct cmq_profile *prof);
 
-/*
- * The value at a path without "[]" segments in a parsed payload, or NULL. Borrowed
- * from root.
- */
-struct json_object *cmq_scrub_path_get(struct json_object *root, const struct cmq_scrub_path *p);
-
 #endif

@@ -6,9 +6,12 @@
  * cmq_policy_load reads policy.json, vendors.json and (if given) operators.json, then
  * resolves the pinned CA fingerprints against the CA bundle, and only if
  * nothing anywhere was an error returns the new policy. Its stamp (the
- * policy version plus 12 hex digits of a SHA-256 over every input) goes into
- * each message's provenance, so a file edited without a version bump still
- * changes what subscribers see.
+ * policy version plus 12 hex digits of a SHA-256 over policy.json and
+ * vendors.json) goes into each message's provenance and each scrubbed message,
+ * so a file edited without a version bump still changes what subscribers see.
+ * It covers what governs the data - what is collected, how it is scrubbed, who
+ * may feed it - and not the operator accounts or the CA bundle, so the plugin
+ * and the gateway (which loads neither) name the same policy the same way.
  */
 #include "policy_internal.h"
 
@@ -355,7 +358,7 @@ static void make_stamp(struct cmq_policy *p, uint8_t parts[4][32])
 	uint8_t all[32];
 	char h[13];
 
-	SHA256(&parts[0][0], 4 * 32, all);
+	SHA256(&parts[0][0], 2 * 32, all); /* policy.json and vendors.json */
 	for (int i = 0; i < 6; i++) {
 		h[2 * i] = hex[all[i] >> 4];
 		h[2 * i + 1] = hex[all[i] & 15];

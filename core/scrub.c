@@ -1081,6 +1081,13 @@ static struct json_object *path_value(struct json_object *root, const struct cmq
 	return cur;
 }
 
+struct json_object *cmq_scrub_path_get(struct json_object *root, const struct cmq_scrub_path *p)
+{
+	bool found;
+
+	return path_value(root, p, &found);
+}
+
 static bool group_char(char c)
 {
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||

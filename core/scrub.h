@@ -141,6 +141,12 @@ enum cmq_drop cmq_scrub_apply(const struct cmq_profile *prof, struct json_object
                               struct cmq_scrub_agg *agg, struct cmq_scrub_fail *fail);
 
 /*
+ * The value at path p in a parsed payload (borrowed from root), or NULL if absent, JSON
+ * null, or p has a "[]" segment (which names many values, not one).
+ */
+struct json_object *cmq_scrub_path_get(struct json_object *root, const struct cmq_scrub_path *p);
+
+/*
  * Redact the patterns in mask inside s[0..len) into buf (NUL-terminated). Returns the
  * number of matches replaced, or -1 if buf (bufsize bytes) is too small.
  */

@@ -116,6 +116,7 @@ void cmq_gw_reload(struct cmq_gw *gw)
 	struct stat st;
 	bool policy_ok, consent_ok, key_ok;
 	const struct cmq_policy *for_consent;
+	size_t residents;
 
 	cmq_gw_log(GW_NOTICE, "reload: reading %s, %s%s%s%s%s", gw->cfg.policy, gw->cfg.vendors,
 	           gw->cfg.consent ? ", " : "", gw->cfg.consent ? gw->cfg.consent : "",
@@ -142,13 +143,15 @@ void cmq_gw_reload(struct cmq_gw *gw)
 		cmq_pseudo_free(gw->gen.pseudo);
 		gw->gen.pseudo = ps;
 	}
+	/* Read under the lock: the receive thread may replace the consent table. */
+	residents = cmq_consent_count(gw->gen.consent);
 	pthread_mutex_unlock(&gw->lock);
 
 	cmq_gw_log(policy_ok && consent_ok && key_ok ? GW_NOTICE : GW_ERROR,
 	           "reload: policy %s (%s, %zu rules), consent %s (%zu residents), key %s",
 	           policy_ok ? "loaded" : "BROKEN, kept the old one", gw->gen.policy->stamp,
 	           gw->gen.policy->n_rules, consent_ok ? "loaded" : "BROKEN, kept the old one",
-	           cmq_consent_count(gw->gen.consent),
+	           residents,
 	           gw->cfg.pseudonym_key == NULL ? "not configured"
 	           : key_ok                      ? "loaded"
 	                                         : "BROKEN, kept the old one");

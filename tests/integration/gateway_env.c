@@ -286,6 +286,17 @@ int cmq_gwe_start(struct cmq_env *e, const struct cmq_gwe_opts *o, struct cmq_gw
 	}
 	snprintf(broker, sizeof(broker), "ssl://127.0.0.1:%d", e->broker.port[1]);
 	snprintf(epoch, sizeof(epoch), "%u", o->pseudonym_epoch ? o->pseudonym_epoch : 86400u);
+	/* CMQ_GATEWAY_WRAPPER (e.g. "valgrind --leak-check=full --log-file=/tmp/gw.%p.vg")
+	 * runs the gateway under a tool: its words go first. */
+	if (getenv("CMQ_GATEWAY_WRAPPER") != NULL) {
+		char words[1024], *save = NULL;
+
+		snprintf(words, sizeof(words), "%s", getenv("CMQ_GATEWAY_WRAPPER"));
+		for (char *w = strtok_r(words, " ", &save); w != NULL;
+		     w = strtok_r(NULL, " ", &save))
+			if (push_arg(g, w) != 0)
+				goto fail;
+	}
 	if (push_arg(g, exe) != 0 || push_opt(g, "broker", broker) != 0 ||
 	    push_opt(g, "cafile", e->cafile) != 0 || push_opt(g, "username", "gateway") != 0 ||
 	    push_opt(g, "password_file", g->password_file) != 0 ||
