@@ -139,6 +139,9 @@ integration: all $(ITEST_BIN)
 		echo "== $$t"; CMQ_BUILD=$(BUILD) CMQ_SRC=$(CURDIR) CMQ_PKI_DIR=$(CURDIR)/$(BUILD)/pki $$t; done
 
 # The plugin inside a broker run under valgrind memcheck: no memory error, no leak in civicmq.
+# Then the gateway under memcheck through the tests that stop it cleanly (a memory error or a
+# definite leak makes it exit 99, which those tests check).
+GATEWAY_VG_TESTS := pipeline_end_to_end,consent_grant_and_withdraw,aggregate_k_threshold,reload_with_broken_files_keeps_old,fail_closed
 integration-valgrind: all $(ITEST_BIN)
 	@rm -rf $(BUILD)/valgrind && mkdir -p $(BUILD)/valgrind
 	@echo "== $(BUILD)/tests/integration/test_plugin (broker under valgrind)"
@@ -148,6 +151,16 @@ integration-valgrind: all $(ITEST_BIN)
 		$(BUILD)/tests/integration/test_plugin >$(BUILD)/valgrind/test.log 2>&1 || \
 		{ tail -n 40 $(BUILD)/valgrind/test.log; exit 1; }
 	@sh tests/integration/check-valgrind $(BUILD)/valgrind
+	@echo "== $(BUILD)/tests/integration/test_gateway (the gateway under valgrind)"
+	@CMQ_BUILD=$(BUILD) CMQ_SRC=$(CURDIR) CMQ_PKI_DIR=$(CURDIR)/$(BUILD)/pki \
+		CMQ_TEST_ONLY=$(GATEWAY_VG_TESTS) \
+		CMQ_GATEWAY_WRAPPER="valgrind --error-exitcode=99 --leak-check=full \
+		--errors-for-leak-kinds=definite --suppressions=$(CURDIR)/tests/integration/gateway.supp \
+		--log-file=$(CURDIR)/$(BUILD)/valgrind/gateway.%p.log" \
+		$(BUILD)/tests/integration/test_gateway >$(BUILD)/valgrind/gateway-test.log 2>&1 || \
+		{ tail -n 40 $(BUILD)/valgrind/gateway-test.log; \
+		grep -l "ERROR SUMMARY: [1-9]" $(BUILD)/valgrind/gateway.*.log | head -n 1 | xargs -r cat; exit 1; }
+	@echo "gateway under valgrind: $$(ls $(BUILD)/valgrind/gateway.*.log | wc -l) run(s), no memory errors or leaks"
 
 # ---- fuzz targets (libFuzzer); `make test` replays the seed corpus, `make fuzz` explores ----
 FUZZ_SECONDS ?= 60

@@ -79,6 +79,9 @@ static const struct gw_option options[] = {
      "open aggregate (topic, group, window) entries at most"},
     {"drop_log_rate", UINT(drop_log_rate), "10", 0, 100000, false,
      "drop log lines per second at most (all drops are counted regardless)"},
+    {"tcp_nodelay", UINT(tcp_nodelay), "1", 0, 1, false,
+     "1: send each packet at once (TCP_NODELAY; lower latency); 0: let the kernel batch "
+     "small packets (fewer packets under heavy load, but up to 40 ms delays)"},
     {"log_level", STR(log_level), "notice", 0, 0, false, "error, warning, notice, info or debug"},
 };
 

@@ -60,6 +60,7 @@ struct cmq_gw_config {
 	uint32_t max_inflight;
 	uint32_t aggregate_max_groups;
 	uint32_t drop_log_rate;
+	uint32_t tcp_nodelay;
 };
 
 /* Defaults from the table. Returns 0, or -1 (message printed) on allocation failure. */

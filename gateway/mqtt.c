@@ -280,7 +280,8 @@ static void on_connected(void *context, char *cause)
 	int rc;
 
 	(void)cause;
-	set_nodelay();
+	if (gw->cfg.tcp_nodelay)
+		set_nodelay();
 	gw->connected = 1;
 	gw->connecting = 0;
 	gw->backoff = gw->cfg.reconnect_min;

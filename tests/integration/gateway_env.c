@@ -292,8 +292,8 @@ int cmq_gwe_start(struct cmq_env *e, const struct cmq_gwe_opts *o, struct cmq_gw
 		char words[1024], *save = NULL;
 
 		snprintf(words, sizeof(words), "%s", getenv("CMQ_GATEWAY_WRAPPER"));
-		for (char *w = strtok_r(words, " ", &save); w != NULL;
-		     w = strtok_r(NULL, " ", &save))
+		for (char *w = strtok_r(words, " \t\n", &save); w != NULL;
+		     w = strtok_r(NULL, " \t\n", &save))
 			if (push_arg(g, w) != 0)
 				goto fail;
 	}

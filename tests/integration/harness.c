@@ -682,6 +682,42 @@ static int start_once(struct cmq_h_broker *b, const char *tmpl)
 	return -1;
 }
 
+int cmq_h_broker_restart(struct cmq_h_broker *b)
+{
+	long long deadline = now_ms() + CMQ_H_START_TIMEOUT_MS;
+
+	if (b->pid != 0)
+		return -1;
+	b->pid = spawn_broker(b);
+	if (b->pid < 0) {
+		b->pid = 0;
+		return -1;
+	}
+	b->exit_status = -1;
+	for (;;) {
+		bool all = true;
+
+		if (!cmq_h_broker_alive(b)) {
+			fprintf(stderr, "harness: mosquitto -c %s exited at restart\n",
+			        b->conf_path);
+			return -1;
+		}
+		for (int i = 0; i < CMQ_H_PORTS; i++) {
+			if (b->port_used[i] && !port_accepts(b->port[i]))
+				all = false;
+		}
+		if (all)
+			return 0;
+		if (left_ms(deadline) == 0)
+			break;
+		sleep_ms(POLL_MS);
+	}
+	fprintf(stderr, "harness: broker not listening %d ms after restart\n",
+	        CMQ_H_START_TIMEOUT_MS);
+	cmq_h_broker_stop(b);
+	return -1;
+}
+
 int cmq_h_broker_start(struct cmq_h_broker *b, const char *conf_template)
 {
 	int rc = -1;

@@ -90,6 +90,13 @@ struct cmq_h_broker {
  */
 int cmq_h_broker_start(struct cmq_h_broker *b, const char *conf_template);
 
+/*
+ * Start a stopped broker again with the same conf, ports and log (a broker restart, e.g.
+ * to test that clients reconnect). Returns 0 once every used port accepts, or -1 (nothing
+ * left running; also if it was still running).
+ */
+int cmq_h_broker_restart(struct cmq_h_broker *b);
+
 /* SIGHUP: mosquitto re-reads its conf and plugins see MOSQ_EVT_RELOAD. Returns at once; to
  * wait for the effect, take cmq_h_log_mark() before and cmq_h_log_wait() for a line after
  * (mosquitto logs "Reloading config."). Returns 0, or -1 if the broker is not running. */

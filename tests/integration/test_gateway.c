@@ -67,6 +67,16 @@ static struct cmq_h_client *dev(const char *name)
 	return NULL;
 }
 
+/* Forget the suite's device connections (after a broker restart they are dead). */
+static void reset_devices(void)
+{
+	for (size_t i = 0; i < N_DEVICES; i++) {
+		if (devices[i] != NULL)
+			cmq_h_close(devices[i]);
+		devices[i] = NULL;
+	}
+}
+
 /* QoS 1 publish; returns 0 (accepted), CMQ_H_REFUSED or CMQ_H_ERR. */
 static int pub(const char *device, const char *topic, const char *payload, int len, int *code)
 {
@@ -1792,6 +1802,40 @@ static void TEST_fail_closed(void)
 	finish_gw(&g);
 }
 
+/* The broker goes away and comes back (same ports, no persistence): the gateway logs the
+ * loss, reconnects with backoff, subscribes again and forwards the next message. Runs last:
+ * the restarted broker has forgotten every session. */
+static void TEST_broker_restart_reconnects(void)
+{
+	struct cmq_gwe_opts o = {.share_group = "t10", .extra = {"reconnect_max", "2"}};
+	struct cmq_gwe g;
+	struct cmq_gwe_sink dash;
+	size_t mark;
+
+	CU_ASSERT_EQUAL_FATAL(start_gw(&g, &o), 0);
+	CU_ASSERT_EQUAL_FATAL(cmq_gwe_sink_open(&env, "dashboard", NULL, "city/#", &dash), 0);
+	CU_ASSERT_EQUAL(pubs("civitas-air-001", "raw/north/air/civitas-air-001", air_doc), 0);
+	CU_ASSERT_TRUE(wait_data(&dash, 0, "air", 1, 5000));
+	cmq_gwe_sink_close(&dash);
+
+	mark = cmq_gwe_log_mark(&g);
+	CU_ASSERT_EQUAL(cmq_h_broker_stop(&env.broker), 0);
+	CU_ASSERT_TRUE(cmq_gwe_log_wait(&g, mark, "lost", 5000));
+	/* Down for a few seconds: the gateway keeps retrying, with backoff, and keeps running. */
+	CU_ASSERT_TRUE(cmq_gwe_log_wait(&g, mark, "retrying in 2 s", 10000));
+	CU_ASSERT_EQUAL_FATAL(cmq_h_broker_restart(&env.broker), 0);
+	CU_ASSERT_TRUE(cmq_gwe_log_wait(&g, mark, "subscribed $share/t10/raw/#", 10000));
+	if (!cmq_gwe_log_contains(&g, mark, "subscribed $share/t10/raw/#"))
+		cmq_gwe_log_print(&g, mark);
+
+	reset_devices();
+	CU_ASSERT_EQUAL_FATAL(cmq_gwe_sink_open(&env, "dashboard", NULL, "city/#", &dash), 0);
+	CU_ASSERT_EQUAL(pubs("civitas-air-001", "raw/north/air/civitas-air-001", air_doc), 0);
+	CU_ASSERT_TRUE(wait_data(&dash, 0, "air", 1, 5000));
+	cmq_gwe_sink_close(&dash);
+	finish_gw(&g);
+}
+
 /* Whether name is one of the comma-separated names in list. */
 static bool listed(const char *list, const char *name)
 {
@@ -1822,6 +1866,7 @@ int main(void)
 	    {"two_gateways_split_the_stream", TEST_two_gateways_split_the_stream},
 	    {"reload_with_broken_files_keeps_old", TEST_reload_with_broken_files_keeps_old},
 	    {"fail_closed", TEST_fail_closed},
+	    {"broker_restart_reconnects", TEST_broker_restart_reconnects},
 	};
 
 	if (CU_initialize_registry() != CUE_SUCCESS)
