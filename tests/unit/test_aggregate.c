@@ -351,7 +351,7 @@ static void TEST_peek_then_flush_emits_the_same(void)
 	sink_init(&s1);
 	sink_init(&s2);
 	for (int g = 0; g < 5; g++) {
-		char group[8];
+		char group[16];
 
 		snprintf(group, sizeof(group), "z%d", g);
 		add_ok(a, "city/n", group, &p, T0, 100);
