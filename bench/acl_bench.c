@@ -43,6 +43,8 @@
 #define _GNU_SOURCE
 #include "bench_common.h"
 
+#include "bench_callgrind.h"
+
 #include "acl.h"
 #include "alloc.h"
 #include "diag.h"
@@ -58,19 +60,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* Under callgrind, instrument only the measured part (run with --instr-atstart=no): the
- * client request is a no-op outside valgrind. Without valgrind's header (Debian package
- * valgrind) nothing would be collected, which bench/run.sh reports. */
-#if defined(__has_include)
-#if __has_include(<valgrind/callgrind.h>)
-#include <valgrind/callgrind.h>
-#define BENCH_INSTRUMENT_ON() CALLGRIND_START_INSTRUMENTATION
-#endif
-#endif
-#ifndef BENCH_INSTRUMENT_ON
-#define BENCH_INSTRUMENT_ON() ((void)0)
-#endif
-
+#define PROG              "acl_bench" /* prefixes its messages */
 #define DEFAULT_RULES     "10,1000,100000"
 #define DEFAULT_DECISIONS 1000000u
 #define DEFAULT_REPEATS   5u
@@ -97,19 +87,14 @@ struct bench_policy {
 
 static int files_make(struct bench_policy *bp, size_t total_rules)
 {
-	const char *tmp = getenv("TMPDIR");
 	struct stat st;
 	FILE *f;
 	int rc;
 
 	memset(bp, 0, sizeof(*bp));
 	bp->n_rules = total_rules;
-	snprintf(bp->dir, sizeof(bp->dir), "%s/cmq-acl-bench-XXXXXX", tmp ? tmp : "/tmp");
-	if (mkdtemp(bp->dir) == NULL) {
-		fprintf(stderr, "acl_bench: mkdtemp %s: %s\n", bp->dir, strerror(errno));
-		bp->dir[0] = '\0';
+	if (bench_mkdtemp(PROG, NULL, "cmq-acl-bench", bp->dir, sizeof(bp->dir)) != 0)
 		return -1;
-	}
 	snprintf(bp->policy, sizeof(bp->policy), "%s/policy.json", bp->dir);
 	snprintf(bp->vendors, sizeof(bp->vendors), "%s/vendors.json", bp->dir);
 	snprintf(bp->operators, sizeof(bp->operators), "%s/operators.json", bp->dir);
@@ -328,9 +313,9 @@ static int check_decisions(const struct cmq_policy *p, struct requests *r)
  * each is a separate, never-inlined function that nothing else calls from inside another
  * bench_* function (entering one would toggle collection off). They are called through
  * the table below, which also keeps the compiler from cloning them under other names.
- * Each returns how many decisions allowed, which the caller checks.
+ * BENCH_FN (bench_callgrind.h) keeps them out of line. Each returns how many decisions
+ * allowed, which the caller checks.
  */
-#define BENCH_FN __attribute__((noinline))
 
 static inline __attribute__((always_inline)) size_t
 decide_loop(const struct cmq_policy *p, const struct cmq_acl_request *reqs, size_t nreq, size_t n)
@@ -431,23 +416,6 @@ static size_t decisions_for(size_t col, size_t n_rules, size_t decisions, size_t
 
 /* ---- command line ---- */
 
-static int parse_size(const char *s, size_t min, size_t max, size_t *out)
-{
-	char *end = NULL;
-	unsigned long long v;
-
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (s[0] < '0' || s[0] > '9' || errno != 0 || end == s || *end != '\0' || v < min ||
-	    v > max) {
-		fprintf(stderr, "acl_bench: \"%s\" is not a whole number from %zu to %zu\n", s, min,
-		        max);
-		return -1;
-	}
-	*out = (size_t)v;
-	return 0;
-}
-
 static int parse_rule_list(const char *s, size_t *out, size_t max, size_t *n)
 {
 	char buf[256];
@@ -464,7 +432,7 @@ static int parse_rule_list(const char *s, size_t *out, size_t max, size_t *n)
 			fprintf(stderr, "acl_bench: at most %zu rule counts\n", max);
 			return -1;
 		}
-		if (parse_size(tok, 1, MAX_RULES, &out[*n]) != 0)
+		if (bench_parse_size(PROG, tok, 1, MAX_RULES, &out[*n]) != 0)
 			return -1;
 		(*n)++;
 	}
@@ -542,9 +510,9 @@ static int run_decisions(int argc, char **argv)
 		if (strcmp(argv[i], "-r") == 0 && i + 1 < argc)
 			rc = parse_rule_list(argv[++i], rule_counts, MAX_RULE_COUNTS, &n_counts);
 		else if (strcmp(argv[i], "-n") == 0 && i + 1 < argc)
-			rc = parse_size(argv[++i], 1000, 1000000000u, &decisions);
+			rc = bench_parse_size(PROG, argv[++i], 1000, 1000000000u, &decisions);
 		else if (strcmp(argv[i], "-k") == 0 && i + 1 < argc)
-			rc = parse_size(argv[++i], 1, MAX_REPEATS, &repeats);
+			rc = bench_parse_size(PROG, argv[++i], 1, MAX_REPEATS, &repeats);
 		if (rc != 0) {
 			usage();
 			return 2;
@@ -642,8 +610,8 @@ static int run_callgrind(int argc, char **argv)
 	size_t rules, k;
 	int rc = 0;
 
-	if (argc != 2 || parse_size(argv[0], 1, MAX_RULES, &rules) != 0 ||
-	    parse_size(argv[1], 1, 100000000u, &k) != 0) {
+	if (argc != 2 || bench_parse_size(PROG, argv[0], 1, MAX_RULES, &rules) != 0 ||
+	    bench_parse_size(PROG, argv[1], 1, 100000000u, &k) != 0) {
 		usage();
 		return 2;
 	}
@@ -883,7 +851,7 @@ static int run_load(int argc, char **argv)
 
 	/* Before any other core call (alloc.h). */
 	cmq_set_allocator(&counting);
-	if (argc < 1 || parse_size(argv[0], 1, MAX_RULES, &rules) != 0) {
+	if (argc < 1 || bench_parse_size(PROG, argv[0], 1, MAX_RULES, &rules) != 0) {
 		usage();
 		return 2;
 	}
@@ -891,7 +859,7 @@ static int run_load(int argc, char **argv)
 		if (strcmp(argv[i], "--header") == 0) {
 			header = true;
 		} else if (strcmp(argv[i], "-k") == 0 && i + 1 < argc) {
-			if (parse_size(argv[++i], 1, MAX_REPEATS, &repeats) != 0)
+			if (bench_parse_size(PROG, argv[++i], 1, MAX_REPEATS, &repeats) != 0)
 				return 2;
 		} else {
 			usage();
@@ -929,11 +897,8 @@ static int run_load(int argc, char **argv)
 		    "rule trie | peak core allocations during load | allocations | peak RSS |\n"
 		    "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
 		    repeats);
-	lo = hi = cold[0];
-	for (size_t k = 1; k < repeats; k++) {
-		lo = cold[k] < lo ? cold[k] : lo;
-		hi = cold[k] > hi ? cold[k] : hi;
-	}
+	lo = bench_min(cold, repeats);
+	hi = bench_max(cold, repeats);
 	printf("| %zu | %.2f MiB | %.1f ms (%.1f-%.1f) | %.0f, %.0f ms | %.1f ms | %.1f ms | %.2f "
 	       "MiB | "
 	       "%.2f MiB | %.2f MiB | %zu | %.1f MiB |\n",

@@ -1,7 +1,8 @@
 /*
  * bench_common.h - what the civicmq benchmarks share: the generated large policy, minimal
- * vendor and operator files for in-process decisions, a monotonic clock, medians and CPU
- * pinning.
+ * vendor and operator files for in-process decisions, a monotonic clock, medians, CPU
+ * pinning, command-line numbers and temporary directories. What only the benchmarks that
+ * drive a real broker need is in bench_client.h; callgrind control is in bench_callgrind.h.
  *
  * Every bench/<name>.c file is its own program (the Makefile links bench/<name>.o with the
  * integration helpers and the core library), so shared code lives here as static inline
@@ -16,11 +17,16 @@
  * before it reaches "raw/+/air/+", as it does for every denial. The file is streamed with
  * stdio; only the small example is parsed, so writing it costs almost no memory.
  *
- * Thread: single-threaded helpers.
+ * Helpers that can fail say why on stderr, prefixed with prog (the program's name), so that
+ * a message names the benchmark that failed.
+ *
+ * Needs _GNU_SOURCE defined before the first include (CPU sets). Thread: single-threaded
+ * helpers.
  */
 #ifndef CMQ_BENCH_COMMON_H
 #define CMQ_BENCH_COMMON_H
 
+#include <errno.h>
 #include <json-c/json.h>
 #include <sched.h>
 #include <stdbool.h>
@@ -29,6 +35,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/types.h>
 #include <time.h>
 
 #define BENCH_MAX_DISTRICTS 100
@@ -88,6 +96,17 @@ static inline uint64_t bench_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* CPU time (user and system) this process has used, all its threads, ns; -1 if unknown. */
+static inline long long bench_self_cpu_ns(void)
+{
+	struct rusage ru;
+
+	if (getrusage(RUSAGE_SELF, &ru) != 0)
+		return -1;
+	return ((long long)ru.ru_utime.tv_sec + (long long)ru.ru_stime.tv_sec) * 1000000000LL +
+	       ((long long)ru.ru_utime.tv_usec + (long long)ru.ru_stime.tv_usec) * 1000LL;
+}
+
 /* Median of v[0..n) (sorts v in place); 0 for n == 0. */
 static inline double bench_median(double *v, size_t n)
 {
@@ -113,6 +132,101 @@ static inline int bench_pin_cpu(int cpu)
 	CPU_ZERO(&set);
 	CPU_SET(cpu, &set);
 	return sched_setaffinity(0, sizeof(set), &set);
+}
+
+/* bench_pin_cpu(cpu), saying why on stderr if it fails. With pin false (one CPU online, where
+ * the broker benchmarks run unpinned) it does nothing. Returns 0 or -1. */
+static inline int bench_pin_to(const char *prog, bool pin, int cpu)
+{
+	if (!pin)
+		return 0;
+	if (bench_pin_cpu(cpu) != 0) {
+		fprintf(stderr, "%s: cannot pin to CPU %d: %s\n", prog, cpu, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* Whether the CPUs pid may run on are exactly {cpu}: a pinning that did not hold would make
+ * the broker and its load generator compete. 0, or -1 with "<what> <pid> is not pinned". */
+static inline int bench_check_pinned(const char *prog, pid_t pid, int cpu, const char *what)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	if (sched_getaffinity(pid, sizeof(set), &set) != 0 || CPU_COUNT(&set) != 1 ||
+	    !CPU_ISSET(cpu, &set)) {
+		fprintf(stderr, "%s: %s %d is not pinned to CPU %d\n", prog, what, (int)pid, cpu);
+		return -1;
+	}
+	return 0;
+}
+
+/* Smallest and largest of v[0..n); n must be at least 1. */
+static inline double bench_min(const double *v, size_t n)
+{
+	double m = v[0];
+
+	for (size_t i = 1; i < n; i++)
+		m = v[i] < m ? v[i] : m;
+	return m;
+}
+
+static inline double bench_max(const double *v, size_t n)
+{
+	double m = v[0];
+
+	for (size_t i = 1; i < n; i++)
+		m = v[i] > m ? v[i] : m;
+	return m;
+}
+
+/* s as a whole number from min to max into *out (unchanged on failure). Only digits: strtoull
+ * alone would take "-1" or " 5". Returns 0, or -1 after saying what is valid. */
+static inline int bench_parse_size(const char *prog, const char *s, size_t min, size_t max,
+                                   size_t *out)
+{
+	char *end = NULL;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (s[0] < '0' || s[0] > '9' || errno != 0 || *end != '\0' || v < min || v > max) {
+		fprintf(stderr, "%s: \"%s\" is not a whole number from %zu to %zu\n", prog, s, min,
+		        max);
+		return -1;
+	}
+	*out = (size_t)v;
+	return 0;
+}
+
+/* A fresh directory <base>/<name>-XXXXXX (base NULL: $TMPDIR, else /tmp), its path in
+ * dir[0..size). Returns 0, or -1 with a message and dir[0] == '\0' (nothing to remove). */
+static inline int bench_mkdtemp(const char *prog, const char *base, const char *name, char *dir,
+                                size_t size)
+{
+	if (base == NULL)
+		base = getenv("TMPDIR");
+	snprintf(dir, size, "%s/%s-XXXXXX", base ? base : "/tmp", name);
+	if (mkdtemp(dir) == NULL) {
+		fprintf(stderr, "%s: mkdtemp %s: %s\n", prog, dir, strerror(errno));
+		dir[0] = '\0';
+		return -1;
+	}
+	return 0;
+}
+
+/* rm -rf dir, unless dir is "" or CMQ_KEEP_TMP is set (to read logs and dumps afterwards).
+ * A failure is only reported: the results stand. */
+static inline void bench_remove_tree(const char *prog, const char *dir)
+{
+	char cmd[1200]; /* the benchmarks' paths are shorter than 1,024 bytes */
+
+	if (dir[0] == '\0' || getenv("CMQ_KEEP_TMP") != NULL)
+		return;
+	/* Never run rm -rf on a truncated path. */
+	if (snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir) >= (int)sizeof(cmd) || system(cmd) != 0)
+		fprintf(stderr, "%s: could not remove %s\n", prog, dir);
 }
 
 /* Districts used for n bench rules. */

@@ -71,21 +71,23 @@
 #define _GNU_SOURCE
 #include "bench_common.h"
 
+#include "bench_callgrind.h"
+#include "bench_client.h"
+
 #include "../tests/integration/civicmq_env.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <mosquitto.h>
-#include <mqtt_protocol.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#define PROG               "gateway_e2e" /* prefixes its messages */
 #define DEFAULT_ROUNDS     5
 #define DEFAULT_MSGS       20000
 #define DEFAULT_WINDOW     100
@@ -96,7 +98,6 @@
 #define MAX_ROUNDS         51
 #define MAX_MSGS           10000000u
 #define PAYLOAD_MAX        512
-#define CONNECT_TIMEOUT_MS 10000
 #define RUN_TIMEOUT_MS     300000 /* one measurement, however slow */
 #define STALL_TIMEOUT_MS   10000  /* nothing received for this long: give up */
 #define CG_STALL_MS        60000  /* the same with the gateway under valgrind */
@@ -105,36 +106,18 @@
 #define GW_STOP_MS         15000  /* SIGTERM to exit */
 #define GW_STOP_CG_MS      120000
 #define CTL_TIMEOUT_MS     60000 /* one callgrind_control call */
-#define BROKER_CPU         0
-#define CLIENT_CPU         1
+#define CG_DUMP_WAIT_MS    30000 /* for the gateway to write its dump */
 #define GOAL_RATIO         0.4
 #define GOAL_ADDED_P50_MS  1.0
 #define GOAL_ADDED_P99_MS  5.0
 #define SHARE_GROUP        "civicmq"
 
+/* %zu = max_inflight_messages, then policy, vendors, operators (civicmq_env's files). */
 #define BROKER_CONF_FMT                                                                            \
 	"per_listener_settings false\n"                                                            \
-	"allow_anonymous false\n"                                                                  \
-	"log_dest file @DIR@/mosquitto.log\n"                                                      \
-	"log_type error\n"                                                                         \
-	"log_type warning\n"                                                                       \
-	"log_type notice\n"                                                                        \
-	"log_type information\n"                                                                   \
-	"max_inflight_messages %zu\n"                                                              \
-	"set_tcp_nodelay true\n"                                                                   \
-	"plugin @PLUGIN@\n"                                                                        \
-	"plugin_opt_policy %s\n"                                                                   \
-	"plugin_opt_vendors %s\n"                                                                  \
-	"plugin_opt_operators %s\n"                                                                \
-	"plugin_opt_ca_file @PKI@/ca-bundle-test.pem\n"                                            \
-	"\nlistener @PORT0@ 127.0.0.1\n"                                                           \
-	"cafile @PKI@/ca-bundle-test.pem\n"                                                        \
-	"certfile @PKI@/server/server.pem\n"                                                       \
-	"keyfile @PKI@/server/server.key\n"                                                        \
-	"require_certificate true\n"                                                               \
-	"\nlistener @PORT1@ 127.0.0.1\n"                                                           \
-	"certfile @PKI@/server/server.pem\n"                                                       \
-	"keyfile @PKI@/server/server.key\n"
+	"allow_anonymous false\n" BENCH_CONF_LOG "max_inflight_messages %zu\n"                     \
+	"set_tcp_nodelay true\n" BENCH_CONF_PLUGIN BENCH_CONF_DEVICE_LISTENER                      \
+	    BENCH_CONF_OPERATOR_LISTENER
 
 struct bench {
 	struct cmq_env env; /* policy, vendors, operators; the client cafile */
@@ -155,19 +138,11 @@ struct bench {
 	uint64_t base;       /* ns: send times are relative to this */
 };
 
-/* ---- one measurement's shared state (client threads and the main thread) ---- */
+/* ---- the reader's side of one measurement (bench_client.h runs the clients) ---- */
 
-struct flow {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	size_t sent, received, dups, bad, refused, target, window;
-	bool pub_waiting;
-	uint64_t t_last; /* ns, last receipt */
-	bool lost;       /* a client lost its connection */
-	int conn_rc[2];
-	bool subscribed;
-	int granted;
-	/* what arrives */
+/* What the reader checks and records, behind bench_flow.user, under the flow's mutex. */
+struct reader {
+	size_t dups;       /* sequence numbers received again */
 	const char *topic; /* expected topic */
 	bool through_gateway;
 	uint8_t *seen;    /* per sequence number */
@@ -177,163 +152,43 @@ struct flow {
 	char first_why[PAYLOAD_MAX + 256];
 };
 
-struct endpoint {
-	struct flow *f;
-	int which; /* 0 publisher, 1 reader */
-};
-
-static int flow_init(struct flow *f, size_t target, size_t window, uint64_t base)
+/* For target messages; 0, or -1 (out of memory) with nothing to free. */
+static int reader_init(struct reader *rd, size_t target, uint64_t base, bool through_gateway)
 {
-	pthread_condattr_t ca;
-
-	memset(f, 0, sizeof(*f));
-	f->seen = calloc(target, 1);
-	f->lat_ns = calloc(target, sizeof(*f->lat_ns));
-	if (f->seen == NULL || f->lat_ns == NULL) {
-		free(f->seen);
-		free(f->lat_ns);
+	memset(rd, 0, sizeof(*rd));
+	rd->seen = calloc(target, 1);
+	rd->lat_ns = calloc(target, sizeof(*rd->lat_ns));
+	if (rd->seen == NULL || rd->lat_ns == NULL) {
+		free(rd->seen);
+		free(rd->lat_ns);
 		return -1;
 	}
-	pthread_mutex_init(&f->mu, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&f->cv, &ca);
-	pthread_condattr_destroy(&ca);
-	f->target = target;
-	f->window = window;
-	f->base = base;
-	f->first = -1;
-	f->granted = -1;
-	f->conn_rc[0] = f->conn_rc[1] = -1;
+	rd->topic = through_gateway ? BENCH_CITY_TOPIC : BENCH_DEVICE_TOPIC;
+	rd->through_gateway = through_gateway;
+	rd->base = base;
+	rd->first = -1;
 	return 0;
 }
 
-static void flow_destroy(struct flow *f)
+static void reader_cleanup(struct reader *rd)
 {
-	pthread_cond_destroy(&f->cv);
-	pthread_mutex_destroy(&f->mu);
-	free(f->seen);
-	free(f->lat_ns);
-}
-
-/* Wait on the condition variable until deadline_ns; false once it has passed. f->mu held. */
-static bool flow_wait(struct flow *f, uint64_t deadline_ns)
-{
-	struct timespec ts;
-
-	if (bench_now_ns() >= deadline_ns)
-		return false;
-	ts.tv_sec = (time_t)(deadline_ns / 1000000000u);
-	ts.tv_nsec = (long)(deadline_ns % 1000000000u);
-	pthread_cond_timedwait(&f->cv, &f->mu, &ts);
-	return true;
-}
-
-/* Until something changes, the deadline passes or nothing arrived for stall_ns. */
-static bool flow_wait_progress(struct flow *f, uint64_t deadline, uint64_t stall_ns)
-{
-	uint64_t stall_at = f->t_last + stall_ns;
-
-	return flow_wait(f, stall_at < deadline ? stall_at : deadline);
-}
-
-static void on_connect(struct mosquitto *m, void *ud, int rc, int flags,
-                       const mosquitto_property *p)
-{
-	struct endpoint *e = ud;
-
-	(void)m;
-	(void)flags;
-	(void)p;
-	pthread_mutex_lock(&e->f->mu);
-	e->f->conn_rc[e->which] = rc;
-	pthread_cond_broadcast(&e->f->cv);
-	pthread_mutex_unlock(&e->f->mu);
-}
-
-static void on_disconnect(struct mosquitto *m, void *ud, int rc, const mosquitto_property *p)
-{
-	struct endpoint *e = ud;
-
-	(void)m;
-	(void)p;
-	pthread_mutex_lock(&e->f->mu);
-	if (rc != 0)
-		e->f->lost = true;
-	pthread_cond_broadcast(&e->f->cv);
-	pthread_mutex_unlock(&e->f->mu);
-}
-
-static void on_subscribe(struct mosquitto *m, void *ud, int mid, int n, const int *granted,
-                         const mosquitto_property *p)
-{
-	struct endpoint *e = ud;
-
-	(void)m;
-	(void)mid;
-	(void)p;
-	pthread_mutex_lock(&e->f->mu);
-	e->f->subscribed = true;
-	e->f->granted = n > 0 ? granted[0] : -1;
-	pthread_cond_broadcast(&e->f->cv);
-	pthread_mutex_unlock(&e->f->mu);
-}
-
-static void on_publish(struct mosquitto *m, void *ud, int mid, int reason,
-                       const mosquitto_property *p)
-{
-	struct endpoint *e = ud;
-
-	(void)m;
-	(void)mid;
-	(void)p;
-	if (reason < 0x80)
-		return;
-	pthread_mutex_lock(&e->f->mu);
-	e->f->refused++;
-	pthread_cond_broadcast(&e->f->cv);
-	pthread_mutex_unlock(&e->f->mu);
-}
-
-/* The first user property called name (a copy to free), or NULL. */
-static char *user_prop(const mosquitto_property *props, const char *want)
-{
-	const mosquitto_property *p = props;
-	bool skip_first = false;
-
-	for (;;) {
-		char *name = NULL, *value = NULL;
-
-		p = mosquitto_property_read_string_pair(p, MQTT_PROP_USER_PROPERTY, &name, &value,
-		                                        skip_first);
-		if (p == NULL)
-			return NULL;
-		skip_first = true;
-		if (name != NULL && strcmp(name, want) == 0) {
-			free(name);
-			return value;
-		}
-		free(name);
-		free(value);
-	}
+	free(rd->seen);
+	free(rd->lat_ns);
 }
 
 /* Why the first message is not what A or B must deliver, or NULL if it is. */
-static const char *first_message_problem(const struct flow *f, const char *payload,
+static const char *first_message_problem(const struct reader *rd, const char *payload,
                                          const mosquitto_property *props)
 {
 	const char *why = NULL;
 	char *v;
 
-	if (!f->through_gateway) {
-		v = user_prop(props, "civicmq-provenance");
-		if (v == NULL || strncmp(v, "civitas/" BENCH_DEVICE "/",
-		                         strlen("civitas/" BENCH_DEVICE "/")) != 0)
+	if (!rd->through_gateway) {
+		if (!bench_has_provenance(props))
 			why = "the raw message lacks the plugin's provenance stamp";
-		free(v);
 		return why;
 	}
-	v = user_prop(props, "civicmq-profile");
+	v = bench_user_prop(props, "civicmq-profile");
 	if (v == NULL || strcmp(v, BENCH_EXAMPLE_RULE) != 0)
 		why = "the scrubbed message does not name profile air-quality (civicmq-profile)";
 	free(v);
@@ -365,8 +220,9 @@ static bool field_u64(const char *s, const char *key, unsigned long long *out)
 static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_message *msg,
                        const mosquitto_property *props)
 {
-	struct endpoint *e = ud;
-	struct flow *f = e->f;
+	struct bench_endpoint *e = ud;
+	struct bench_flow *f = e->f;
+	struct reader *rd = f->user;
 	uint64_t now = bench_now_ns();
 	char buf[PAYLOAD_MAX + 1];
 	unsigned long long seq = 0, sent = 0;
@@ -375,7 +231,7 @@ static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_mes
 
 	(void)m;
 	ok = msg->payloadlen > 0 && msg->payloadlen <= PAYLOAD_MAX && msg->topic != NULL &&
-	     strcmp(msg->topic, f->topic) == 0;
+	     strcmp(msg->topic, rd->topic) == 0;
 	if (ok) {
 		memcpy(buf, msg->payload, (size_t)msg->payloadlen);
 		buf[msg->payloadlen] = '\0';
@@ -383,128 +239,29 @@ static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_mes
 		     field_u64(buf, "\"temperature\":", &sent) && seq < f->target;
 	}
 	pthread_mutex_lock(&f->mu);
-	if (ok && f->first < 0) {
+	if (ok && rd->first < 0) {
 		pthread_mutex_unlock(&f->mu);
-		problem = first_message_problem(f, buf, props);
+		problem = first_message_problem(rd, buf, props);
 		pthread_mutex_lock(&f->mu);
-		f->first = problem == NULL;
+		rd->first = problem == NULL;
 		if (problem != NULL)
-			snprintf(f->first_why, sizeof(f->first_why), "%s: %s", problem, buf);
+			snprintf(rd->first_why, sizeof(rd->first_why), "%s: %s", problem, buf);
 	}
 	if (!ok) {
 		f->bad++;
-	} else if (f->seen[seq]) {
-		f->dups++;
+	} else if (rd->seen[seq]) {
+		rd->dups++;
 	} else {
-		f->seen[seq] = 1;
-		f->lat_ns[seq] = now - f->base - sent;
+		rd->seen[seq] = 1;
+		rd->lat_ns[seq] = now - rd->base - sent;
 		f->received++;
 		f->t_last = now;
 	}
-	if ((f->pub_waiting && f->sent - f->received <= f->window / 2) ||
-	    f->received >= f->target || !ok)
-		pthread_cond_broadcast(&f->cv);
+	bench_flow_wake(f, !ok);
 	pthread_mutex_unlock(&f->mu);
 }
 
-/* ---- clients (threaded libmosquitto, MQTT v5, TLS) ---- */
-
-struct client_spec {
-	const char *id, *user, *password;
-	const char *cert, *key; /* device certificate, or NULL */
-	int port;
-	bool reader;
-};
-
-static struct mosquitto *client_start(const struct bench *b, const struct client_spec *s,
-                                      struct endpoint *e)
-{
-	struct mosquitto *m = mosquitto_new(s->id, true, e);
-	uint64_t deadline = bench_now_ns() + (uint64_t)CONNECT_TIMEOUT_MS * 1000000u;
-	int rc;
-
-	if (m == NULL) {
-		fprintf(stderr, "gateway_e2e: mosquitto_new failed\n");
-		return NULL;
-	}
-	mosquitto_int_option(m, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
-	mosquitto_int_option(m, MOSQ_OPT_RECEIVE_MAXIMUM, 100);
-	mosquitto_int_option(m, MOSQ_OPT_SEND_MAXIMUM, 100);
-	mosquitto_int_option(m, MOSQ_OPT_TCP_NODELAY, 1);
-	mosquitto_connect_v5_callback_set(m, on_connect);
-	mosquitto_disconnect_v5_callback_set(m, on_disconnect);
-	mosquitto_subscribe_v5_callback_set(m, on_subscribe);
-	mosquitto_publish_v5_callback_set(m, on_publish);
-	if (s->reader)
-		mosquitto_message_v5_callback_set(m, on_message);
-	if (s->user != NULL && mosquitto_username_pw_set(m, s->user, s->password) != 0)
-		goto fail;
-	rc = mosquitto_tls_set(m, b->env.cafile, NULL, s->cert, s->key, NULL);
-	if (rc != 0) {
-		fprintf(stderr, "gateway_e2e: mosquitto_tls_set: %s\n", mosquitto_strerror(rc));
-		goto fail;
-	}
-	rc = mosquitto_connect_bind_v5(m, "localhost", s->port, 60, NULL, NULL);
-	if (rc != 0) {
-		fprintf(stderr, "gateway_e2e: connect %s to port %d: %s\n", s->id, s->port,
-		        mosquitto_strerror(rc));
-		goto fail;
-	}
-	if (mosquitto_loop_start(m) != 0)
-		goto fail;
-	pthread_mutex_lock(&e->f->mu);
-	while (e->f->conn_rc[e->which] < 0 && flow_wait(e->f, deadline))
-		;
-	rc = e->f->conn_rc[e->which];
-	pthread_mutex_unlock(&e->f->mu);
-	if (rc != 0) {
-		fprintf(stderr, "gateway_e2e: %s was not accepted on port %d (CONNACK %d%s)\n",
-		        s->id, s->port, rc, rc < 0 ? ": no answer" : "");
-		mosquitto_disconnect(m);
-		mosquitto_loop_stop(m, true);
-		goto fail;
-	}
-	return m;
-fail:
-	mosquitto_destroy(m);
-	return NULL;
-}
-
-static void client_stop(struct mosquitto *m)
-{
-	if (m == NULL)
-		return;
-	mosquitto_disconnect(m);
-	mosquitto_loop_stop(m, false);
-	mosquitto_destroy(m);
-}
-
-/* ---- processes: pinning, CPU time ---- */
-
-static int pin_to(const struct bench *b, int cpu)
-{
-	if (!b->pin)
-		return 0;
-	if (bench_pin_cpu(cpu) != 0) {
-		fprintf(stderr, "gateway_e2e: cannot pin to CPU %d: %s\n", cpu, strerror(errno));
-		return -1;
-	}
-	return 0;
-}
-
-static int check_pinned(pid_t pid, int cpu, const char *what)
-{
-	cpu_set_t set;
-
-	CPU_ZERO(&set);
-	if (sched_getaffinity(pid, sizeof(set), &set) != 0 || CPU_COUNT(&set) != 1 ||
-	    !CPU_ISSET(cpu, &set)) {
-		fprintf(stderr, "gateway_e2e: %s %d is not pinned to CPU %d\n", what, (int)pid,
-		        cpu);
-		return -1;
-	}
-	return 0;
-}
+/* ---- processes: CPU time ---- */
 
 /* CPU time (ns) all threads of pid have used: the sum of /proc/<pid>/task/<tid>/schedstat. */
 static long long proc_cpu_ns(pid_t pid)
@@ -586,17 +343,6 @@ static int cpu_ticks(int cpu, long long *busy, long long *total)
 	return rc;
 }
 
-/* CPU time this process (both clients' threads) has used, ns. */
-static long long self_cpu_ns(void)
-{
-	struct rusage ru;
-
-	if (getrusage(RUSAGE_SELF, &ru) != 0)
-		return -1;
-	return ((long long)ru.ru_utime.tv_sec + (long long)ru.ru_stime.tv_sec) * 1000000000LL +
-	       ((long long)ru.ru_utime.tv_usec + (long long)ru.ru_stime.tv_usec) * 1000LL;
-}
-
 /* Snapshot of what a measurement reads before and after. */
 struct cpu_snap {
 	long long broker, gateway, self; /* ns */
@@ -611,7 +357,7 @@ static void snap_take(struct cpu_snap *s, pid_t broker, pid_t gateway)
 	s->gateway = gateway > 0 ? proc_cpu_ns(gateway) : 0;
 	if (gateway > 0)
 		proc_ticks(gateway, &s->gw_ut, &s->gw_st);
-	s->self = self_cpu_ns();
+	s->self = bench_self_cpu_ns();
 	for (int c = 0; c < 2; c++) {
 		if (cpu_ticks(c, &s->busy[c], &s->total[c]) != 0)
 			s->busy[c] = s->total[c] = 0;
@@ -791,7 +537,7 @@ static int gateway_start(struct bench *b, const struct cmq_h_broker *br, struct 
 		usleep(10000);
 	}
 	if (b->pin && b->gw_cpu == GW_WITH_CLIENTS &&
-	    check_pinned(g->pid, CLIENT_CPU, "gateway") != 0) {
+	    bench_check_pinned(PROG, g->pid, BENCH_CLIENT_CPU, "gateway") != 0) {
 		kill_live_gateway();
 		g->pid = 0;
 		return -1;
@@ -877,74 +623,6 @@ static int gateway_metrics(const struct gwproc *g, struct gw_metrics *out)
 	return 0;
 }
 
-/* ---- callgrind_control ---- */
-
-static int callgrind_control(const char *arg, pid_t pid)
-{
-	char pidbuf[16];
-	uint64_t deadline = bench_now_ns() + (uint64_t)CTL_TIMEOUT_MS * 1000000u;
-	pid_t c;
-	int status;
-
-	snprintf(pidbuf, sizeof(pidbuf), "%d", (int)pid);
-	c = fork();
-	if (c < 0)
-		return -1;
-	if (c == 0) {
-		int null = open("/dev/null", O_WRONLY);
-
-		if (null >= 0)
-			dup2(null, 1);
-		execlp("callgrind_control", "callgrind_control", arg, pidbuf, (char *)NULL);
-		_exit(127);
-	}
-	for (;;) {
-		pid_t w = waitpid(c, &status, WNOHANG);
-
-		if (w == c)
-			break;
-		if (bench_now_ns() > deadline) {
-			kill(c, SIGKILL);
-			waitpid(c, &status, 0);
-			fprintf(stderr, "gateway_e2e: callgrind_control %s %d timed out\n", arg,
-			        (int)pid);
-			return -1;
-		}
-		usleep(10000);
-	}
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		fprintf(stderr, "gateway_e2e: callgrind_control %s %d failed\n", arg, (int)pid);
-		return -1;
-	}
-	return 0;
-}
-
-/* Instructions in dump <cg_out>.1 (its "summary:" or "totals:" line), waiting for it. */
-static long long callgrind_dump_total(const struct gwproc *g, char *path, size_t pathsize)
-{
-	char line[256];
-	long long total = -1;
-
-	snprintf(path, pathsize, "%s.1", g->cg_out);
-	for (int i = 0; i < 1500; i++) {
-		FILE *f = fopen(path, "r");
-
-		if (f != NULL) {
-			while (fgets(line, sizeof(line), f) != NULL) {
-				if (strncmp(line, "summary:", 8) == 0 ||
-				    strncmp(line, "totals:", 7) == 0)
-					total = strtoll(strchr(line, ':') + 1, NULL, 10);
-			}
-			fclose(f);
-			if (total >= 0)
-				return total;
-		}
-		usleep(20000);
-	}
-	fprintf(stderr, "gateway_e2e: no callgrind dump %s\n", path);
-	return -1;
-}
-
 /* ---- one measurement ---- */
 
 enum mode { MODE_WINDOW, MODE_PACED };
@@ -966,36 +644,24 @@ struct result {
 	char dump[CMQ_H_PATH_MAX + 80];
 };
 
-static int broker_start(struct bench *b, struct cmq_h_broker *br)
-{
-	int rc;
+struct publisher {
+	struct mosquitto *m;
+	uint64_t base; /* send times are relative to this */
+};
 
-	if (pin_to(b, BROKER_CPU) != 0)
-		return -1;
-	rc = cmq_h_broker_start(br, b->conf);
-	if (pin_to(b, CLIENT_CPU) != 0 || rc != 0) {
-		if (rc == 0)
-			cmq_h_broker_stop(br);
-		fprintf(stderr, "gateway_e2e: the broker did not start\n");
-		return -1;
-	}
-	if (b->pin && check_pinned(br->pid, BROKER_CPU, "broker") != 0) {
-		cmq_h_broker_stop(br);
-		return -1;
-	}
-	return 0;
-}
-
-static int publish_one(struct mosquitto *pub, struct flow *f, size_t seq)
+/* Publish document seq at QoS 1 with its send time. Called without the flow's mutex held
+ * (also as bench_flow_send_windowed's publish). 0, or -1 after saying why. */
+static int publish_one(void *ctx, size_t seq)
 {
+	const struct publisher *p = ctx;
 	char buf[PAYLOAD_MAX];
 	int n = snprintf(buf, sizeof(buf), BENCH_AIR_FMT, (unsigned long long)seq,
-	                 (unsigned long long)(bench_now_ns() - f->base));
+	                 (unsigned long long)(bench_now_ns() - p->base));
 	int rc;
 
 	if (n < 0 || n >= (int)sizeof(buf))
 		return -1;
-	rc = mosquitto_publish_v5(pub, NULL, BENCH_DEVICE_TOPIC, n, buf, 1, false, NULL);
+	rc = mosquitto_publish_v5(p->m, NULL, BENCH_DEVICE_TOPIC, n, buf, 1, false, NULL);
 	if (rc != 0) {
 		fprintf(stderr, "gateway_e2e: publish: %s\n", mosquitto_strerror(rc));
 		return -1;
@@ -1003,35 +669,9 @@ static int publish_one(struct mosquitto *pub, struct flow *f, size_t seq)
 	return 0;
 }
 
-/* Send msgs with at most b->window outstanding. Called with f->mu held; returns with it. */
-static void send_windowed(struct mosquitto *pub, struct flow *f, size_t msgs, uint64_t deadline,
-                          uint64_t stall_ns)
-{
-	while (f->sent < msgs && !f->lost && f->refused == 0 && f->bad == 0) {
-		if (f->sent - f->received >= f->window) {
-			f->pub_waiting = true;
-			while (f->sent - f->received > f->window / 2 && !f->lost &&
-			       f->refused == 0 && flow_wait_progress(f, deadline, stall_ns))
-				;
-			f->pub_waiting = false;
-			if (f->sent - f->received > f->window / 2)
-				break;
-			continue;
-		}
-		f->sent++;
-		pthread_mutex_unlock(&f->mu);
-		if (publish_one(pub, f, f->sent - 1) != 0) {
-			pthread_mutex_lock(&f->mu);
-			f->sent--;
-			break;
-		}
-		pthread_mutex_lock(&f->mu);
-	}
-}
-
 /* Send msgs at rate per second on schedule (absolute times). Returns how late the
  * publisher ran at most, ns. f->mu not held. */
-static uint64_t send_paced(struct mosquitto *pub, struct flow *f, size_t msgs, unsigned rate)
+static uint64_t send_paced(struct publisher *pub, struct bench_flow *f, size_t msgs, unsigned rate)
 {
 	uint64_t period = 1000000000u / rate, t0 = bench_now_ns(), late = 0;
 
@@ -1050,7 +690,7 @@ static uint64_t send_paced(struct mosquitto *pub, struct flow *f, size_t msgs, u
 		if (!stop)
 			f->sent++;
 		pthread_mutex_unlock(&f->mu);
-		if (stop || publish_one(pub, f, i) != 0) {
+		if (stop || publish_one(pub, i) != 0) {
 			if (!stop) {
 				pthread_mutex_lock(&f->mu);
 				f->sent--;
@@ -1067,10 +707,12 @@ static int measure(struct bench *b, bool gateway, enum mode mode, size_t msgs, u
 {
 	struct cmq_h_broker br;
 	struct gwproc g;
-	struct flow f;
-	struct endpoint pe, se;
+	struct bench_flow f;
+	struct reader rd;
+	struct bench_endpoint pe, se;
 	struct mosquitto *pub = NULL, *sub = NULL;
-	struct client_spec ps, ss;
+	struct bench_client_spec ps, ss;
+	struct publisher pp;
 	struct cpu_snap c0, c1;
 	uint64_t t0 = 0, deadline, stall_ns;
 	bool gw_ok = true;
@@ -1079,15 +721,15 @@ static int measure(struct bench *b, bool gateway, enum mode mode, size_t msgs, u
 
 	memset(out, 0, sizeof(*out));
 	memset(&g, 0, sizeof(g));
-	if (flow_init(&f, msgs, b->window, b->base) != 0)
+	if (reader_init(&rd, msgs, b->base, gateway) != 0)
 		return -1;
-	f.topic = gateway ? BENCH_CITY_TOPIC : BENCH_DEVICE_TOPIC;
-	f.through_gateway = gateway;
+	bench_flow_init(&f, msgs, b->window, &rd);
 	pe.f = se.f = &f;
 	pe.which = 0;
 	se.which = 1;
-	if (broker_start(b, &br) != 0) {
-		flow_destroy(&f);
+	if (bench_broker_start(PROG, "the broker", b->pin, &br, b->conf) != 0) {
+		bench_flow_destroy(&f);
+		reader_cleanup(&rd);
 		return -1;
 	}
 	if (gateway && gateway_start(b, &br, &g) != 0)
@@ -1096,10 +738,12 @@ static int measure(struct bench *b, bool gateway, enum mode mode, size_t msgs, u
 	memset(&ps, 0, sizeof(ps));
 	memset(&ss, 0, sizeof(ss));
 	ps.id = BENCH_DEVICE;
+	ps.cafile = ss.cafile = b->env.cafile;
 	ps.cert = b->cert;
 	ps.key = b->key;
 	ps.port = br.port[0];
-	ss.reader = true;
+	ps.nodelay = ss.nodelay = true;
+	ss.on_message = on_message;
 	ss.port = br.port[1];
 	if (gateway) {
 		ss.id = ss.user = "dashboard";
@@ -1108,28 +752,23 @@ static int measure(struct bench *b, bool gateway, enum mode mode, size_t msgs, u
 		ss.id = ss.user = "gateway";
 		ss.password = "gateway-secret";
 	}
-	sub = client_start(b, &ss, &se);
+	sub = bench_client_start(PROG, &ss, &se);
 	if (sub == NULL)
 		goto out;
-	deadline = bench_now_ns() + (uint64_t)CONNECT_TIMEOUT_MS * 1000000u;
-	if (mosquitto_subscribe_v5(sub, NULL, gateway ? BENCH_CITY_TOPIC : "raw/#", 1, 0, NULL) !=
-	    0)
-		goto out;
-	pthread_mutex_lock(&f.mu);
-	while (!f.subscribed && flow_wait(&f, deadline))
-		;
-	pthread_mutex_unlock(&f.mu);
-	if (!f.subscribed || f.granted != 1) {
+	if (bench_client_subscribe(sub, &f, gateway ? BENCH_CITY_TOPIC : "raw/#", 1) != 0) {
 		fprintf(stderr, "gateway_e2e: %s: subscription refused (granted %d)\n", who,
 		        f.granted);
 		goto out;
 	}
-	pub = client_start(b, &ps, &pe);
+	pub = bench_client_start(PROG, &ps, &pe);
 	if (pub == NULL)
 		goto out;
-	if (gateway && b->callgrind && callgrind_control("--instr=on", g.pid) != 0)
+	if (gateway && b->callgrind &&
+	    bench_callgrind_control(PROG, "--instr=on", g.pid, CTL_TIMEOUT_MS) != 0)
 		goto out;
 
+	pp.m = pub;
+	pp.base = b->base;
 	stall_ns = (uint64_t)(b->callgrind ? CG_STALL_MS : STALL_TIMEOUT_MS) * 1000000u;
 	snap_take(&c0, br.pid, gateway ? g.pid : 0);
 	t0 = bench_now_ns();
@@ -1137,16 +776,14 @@ static int measure(struct bench *b, bool gateway, enum mode mode, size_t msgs, u
 	pthread_mutex_lock(&f.mu);
 	f.t_last = t0;
 	if (mode == MODE_WINDOW) {
-		send_windowed(pub, &f, msgs, deadline, stall_ns);
+		bench_flow_send_windowed(&f, msgs, deadline, stall_ns, publish_one, &pp);
 	} else {
 		pthread_mutex_unlock(&f.mu);
-		out->late_ms = (double)send_paced(pub, &f, msgs, rate) / 1e6;
+		out->late_ms = (double)send_paced(&pp, &f, msgs, rate) / 1e6;
 		pthread_mutex_lock(&f.mu);
 		f.t_last = bench_now_ns(); /* paced: the stall clock starts after the last send */
 	}
-	while (f.received < f.sent && !f.lost && f.refused == 0 && f.bad == 0 &&
-	       flow_wait_progress(&f, deadline, stall_ns))
-		;
+	bench_flow_drain(&f, deadline, stall_ns);
 	snap_take(&c1, br.pid, gateway ? g.pid : 0);
 	out->received = f.received;
 	if (f.t_last > t0) {
@@ -1172,8 +809,9 @@ static int measure(struct bench *b, bool gateway, enum mode mode, size_t msgs, u
 	pthread_mutex_unlock(&f.mu);
 
 	if (gateway && b->callgrind) {
-		if (callgrind_control("--dump=measured", g.pid) != 0 ||
-		    (out->instr = callgrind_dump_total(&g, out->dump, sizeof(out->dump))) < 0)
+		snprintf(out->dump, sizeof(out->dump), "%s.1", g.cg_out);
+		if (bench_callgrind_control(PROG, "--dump=measured", g.pid, CTL_TIMEOUT_MS) != 0 ||
+		    (out->instr = bench_callgrind_dump_total(PROG, out->dump, CG_DUMP_WAIT_MS)) < 0)
 			goto out;
 	}
 
@@ -1207,29 +845,30 @@ static int measure(struct bench *b, bool gateway, enum mode mode, size_t msgs, u
 	else if (f.received < msgs)
 		fprintf(stderr, "gateway_e2e: %s: %zu of %zu QoS 1 messages received (lost %zu)\n",
 		        who, f.received, msgs, msgs - f.received);
-	else if (f.dups > 0)
-		fprintf(stderr, "gateway_e2e: %s: %zu messages received twice\n", who, f.dups);
-	else if (f.first != 1)
+	else if (rd.dups > 0)
+		fprintf(stderr, "gateway_e2e: %s: %zu messages received twice\n", who, rd.dups);
+	else if (rd.first != 1)
 		fprintf(stderr, "gateway_e2e: %s: %s\n", who,
-		        f.first_why[0] ? f.first_why : "the first message was not checked");
+		        rd.first_why[0] ? rd.first_why : "the first message was not checked");
 	else if (c0.broker < 0 || c1.broker < 0 || c0.gateway < 0 || c1.gateway < 0)
 		fprintf(stderr, "gateway_e2e: cannot read the CPU time of the broker or gateway\n");
 	else if (gw_ok)
 		rc = 0;
 	if (rc == 0 && mode == MODE_PACED) {
-		out->lat_ns = f.lat_ns;
-		f.lat_ns = NULL;
+		out->lat_ns = rd.lat_ns;
+		rd.lat_ns = NULL;
 	}
 out:
-	client_stop(pub);
-	client_stop(sub);
+	bench_client_stop(pub);
+	bench_client_stop(sub);
 	if (g.pid > 0 && gateway_stop(b, &g) != 0)
 		rc = -1;
 	if (cmq_h_broker_stop(&br) != 0) {
 		fprintf(stderr, "gateway_e2e: the broker did not exit cleanly\n");
 		rc = -1;
 	}
-	flow_destroy(&f);
+	bench_flow_destroy(&f);
+	reader_cleanup(&rd);
 	if (rc != 0) {
 		free(out->lat_ns);
 		out->lat_ns = NULL;
@@ -1279,13 +918,12 @@ static int write_key(const char *path)
 
 static int setup(struct bench *b, const char *state_base)
 {
-	const char *tmp = getenv("TMPDIR"), *build = getenv("CMQ_BUILD"), *src = getenv("CMQ_SRC");
-	const char *path;
+	const char *build = getenv("CMQ_BUILD"), *src = getenv("CMQ_SRC");
 
-	b->pin = sysconf(_SC_NPROCESSORS_ONLN) > CLIENT_CPU;
+	b->pin = sysconf(_SC_NPROCESSORS_ONLN) > BENCH_CLIENT_CPU;
 	if (!b->pin)
 		fprintf(stderr, "gateway_e2e: one CPU only; nothing is pinned\n");
-	if (pin_to(b, CLIENT_CPU) != 0)
+	if (bench_pin_to(PROG, b->pin, BENCH_CLIENT_CPU) != 0)
 		return -1;
 	cmq_h_init();
 	atexit(kill_live_gateway);
@@ -1295,24 +933,13 @@ static int setup(struct bench *b, const char *state_base)
 		fprintf(stderr, "gateway_e2e: cannot write the civicmq config\n");
 		return -1;
 	}
-	snprintf(b->tmp, sizeof(b->tmp), "%s/cmq-gw-e2e-XXXXXX", tmp ? tmp : "/tmp");
-	if (mkdtemp(b->tmp) == NULL) {
-		fprintf(stderr, "gateway_e2e: mkdtemp %s: %s\n", b->tmp, strerror(errno));
-		b->tmp[0] = '\0';
+	if (bench_mkdtemp(PROG, NULL, "cmq-gw-e2e", b->tmp, sizeof(b->tmp)) != 0)
 		return -1;
-	}
-	if (state_base == NULL) {
+	if (state_base == NULL)
 		snprintf(b->state_base, sizeof(b->state_base), "%s", b->tmp);
-	} else {
-		snprintf(b->state_base, sizeof(b->state_base), "%s/cmq-gw-e2e-state-XXXXXX",
-		         state_base);
-		if (mkdtemp(b->state_base) == NULL) {
-			fprintf(stderr, "gateway_e2e: mkdtemp %s: %s\n", b->state_base,
-			        strerror(errno));
-			b->state_base[0] = '\0';
-			return -1;
-		}
-	}
+	else if (bench_mkdtemp(PROG, state_base, "cmq-gw-e2e-state", b->state_base,
+	                       sizeof(b->state_base)) != 0)
+		return -1;
 	snprintf(b->gateway, sizeof(b->gateway), "%s/civicmq-gateway", build ? build : "build");
 	if (access(b->gateway, X_OK) != 0) {
 		fprintf(stderr, "gateway_e2e: %s is missing (make)\n", b->gateway);
@@ -1323,14 +950,8 @@ static int setup(struct bench *b, const char *state_base)
 	snprintf(b->pwfile, sizeof(b->pwfile), "%s/gateway.password", b->tmp);
 	if (write_key(b->keyfile) != 0 || write_secret_file(b->pwfile, "gateway-secret\n") != 0)
 		return -1;
-	path = cmq_h_pki("vendors/civitas/devices/" BENCH_DEVICE ".pem");
-	snprintf(b->cert, sizeof(b->cert), "%s", path ? path : "");
-	path = cmq_h_pki("vendors/civitas/devices/" BENCH_DEVICE ".key");
-	snprintf(b->key, sizeof(b->key), "%s", path ? path : "");
-	if (access(b->cert, R_OK) != 0 || access(b->key, R_OK) != 0) {
-		fprintf(stderr, "gateway_e2e: no certificate for %s in the PKI\n", BENCH_DEVICE);
+	if (bench_device_files(PROG, b->cert, b->key) != 0)
 		return -1;
-	}
 	if (snprintf(b->conf, sizeof(b->conf), BROKER_CONF_FMT, b->inflight, b->env.policy,
 	             b->env.vendors, b->env.operators) >= (int)sizeof(b->conf))
 		return -1;
@@ -1338,45 +959,16 @@ static int setup(struct bench *b, const char *state_base)
 	return 0;
 }
 
-static void remove_tree(const char *dir)
-{
-	char cmd[CMQ_H_PATH_MAX + 32];
-
-	if (dir[0] == '\0' || getenv("CMQ_KEEP_TMP") != NULL)
-		return;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "gateway_e2e: could not remove %s\n", dir);
-}
-
 static void cleanup(struct bench *b)
 {
 	kill_live_gateway();
 	if (strcmp(b->state_base, b->tmp) != 0)
-		remove_tree(b->state_base);
-	remove_tree(b->tmp);
+		bench_remove_tree(PROG, b->state_base);
+	bench_remove_tree(PROG, b->tmp);
 	cmq_env_stop(&b->env);
 }
 
 /* ---- reports ---- */
-
-static double min_of(const double *v, size_t n)
-{
-	double m = v[0];
-
-	for (size_t i = 1; i < n; i++)
-		m = v[i] < m ? v[i] : m;
-	return m;
-}
-
-static double max_of(const double *v, size_t n)
-{
-	double m = v[0];
-
-	for (size_t i = 1; i < n; i++)
-		m = v[i] > m ? v[i] : m;
-	return m;
-}
 
 static int cmp_u64(const void *a, const void *b)
 {
@@ -1426,8 +1018,8 @@ static int run_throughput(struct bench *b, size_t rounds, size_t msgs)
 		       bb[r].cpu_busy[1] * 100, bb[r].m.p50_us, bb[r].m.p99_us);
 		fflush(stdout);
 	}
-	lo = min_of(ratio, rounds);
-	hi = max_of(ratio, rounds);
+	lo = bench_min(ratio, rounds);
+	hi = bench_max(ratio, rounds);
 	med_ratio = bench_median(ratio, rounds);
 	for (size_t r = 0; r < rounds; r++) {
 		v1[r] = a[r].rate;
@@ -1537,22 +1129,6 @@ static int run_callgrind(struct bench *b, size_t msgs, const char *cg_out)
 
 /* ---- command line ---- */
 
-static int parse_size(const char *s, size_t min, size_t max, size_t *out)
-{
-	char *end = NULL;
-	unsigned long long v;
-
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (s[0] < '0' || s[0] > '9' || errno != 0 || *end != '\0' || v < min || v > max) {
-		fprintf(stderr, "gateway_e2e: \"%s\" is not a whole number from %zu to %zu\n", s,
-		        min, max);
-		return -1;
-	}
-	*out = (size_t)v;
-	return 0;
-}
-
 static void usage(void)
 {
 	fprintf(stderr,
@@ -1582,19 +1158,19 @@ int main(int argc, char **argv)
 		}
 		i++;
 		if (strcmp(a, "-r") == 0)
-			rc = parse_size(v, 1, MAX_ROUNDS, &rounds);
+			rc = bench_parse_size(PROG, v, 1, MAX_ROUNDS, &rounds);
 		else if (strcmp(a, "-n") == 0)
-			rc = parse_size(v, 100, MAX_MSGS, &msgs);
+			rc = bench_parse_size(PROG, v, 100, MAX_MSGS, &msgs);
 		else if (strcmp(a, "-w") == 0)
-			rc = parse_size(v, 2, 65535, &b.window);
+			rc = bench_parse_size(PROG, v, 2, 65535, &b.window);
 		else if (strcmp(a, "-i") == 0)
-			rc = parse_size(v, 1, 65535, &b.inflight);
+			rc = bench_parse_size(PROG, v, 1, 65535, &b.inflight);
 		else if (strcmp(a, "-R") == 0)
-			rc = parse_size(v, 1, 100000, &rate);
+			rc = bench_parse_size(PROG, v, 1, 100000, &rate);
 		else if (strcmp(a, "-d") == 0)
-			rc = parse_size(v, 1, 3600, &seconds);
+			rc = bench_parse_size(PROG, v, 1, 3600, &seconds);
 		else if (strcmp(a, "-L") == 0)
-			rc = parse_size(v, 1, MAX_ROUNDS, &lat_rounds);
+			rc = bench_parse_size(PROG, v, 1, MAX_ROUNDS, &lat_rounds);
 		else if (strcmp(a, "-s") == 0)
 			state_base = v;
 		else if (strcmp(a, "-G") == 0 && strcmp(v, "with-clients") == 0)
@@ -1604,7 +1180,7 @@ int main(int argc, char **argv)
 		else if (strcmp(a, "--cg-out") == 0)
 			cg_out = v;
 		else if (strcmp(a, "--callgrind") == 0)
-			rc = parse_size(v, 100, MAX_MSGS, &cg);
+			rc = bench_parse_size(PROG, v, 100, MAX_MSGS, &cg);
 		else if (strcmp(a, "--only") == 0 &&
 		         (strcmp(v, "throughput") == 0 || strcmp(v, "latency") == 0))
 			only = v;

@@ -46,6 +46,8 @@
 #define _GNU_SOURCE
 #include "bench_common.h"
 
+#include "bench_callgrind.h"
+
 #include "acl.h"
 #include "consent.h"
 #include "diag.h"
@@ -58,16 +60,7 @@
 #include <errno.h>
 #include <unistd.h>
 
-#if defined(__has_include)
-#if __has_include(<valgrind/callgrind.h>)
-#include <valgrind/callgrind.h>
-#define BENCH_INSTRUMENT_ON() CALLGRIND_START_INSTRUMENTATION
-#endif
-#endif
-#ifndef BENCH_INSTRUMENT_ON
-#define BENCH_INSTRUMENT_ON() ((void)0)
-#endif
-
+#define PROG            "scrub_bench" /* prefixes its messages */
 #define DEFAULT_BATCH   20000u
 #define DEFAULT_BATCHES 7u
 #define MAX_BATCHES     101u
@@ -169,7 +162,7 @@ struct ctx {
 
 static int setup(struct ctx *c)
 {
-	const char *src = getenv("CMQ_SRC"), *tmp = getenv("TMPDIR");
+	const char *src = getenv("CMQ_SRC");
 	char policy[PATH_LEN], vendors[PATH_LEN], operators[PATH_LEN];
 	struct cmq_policy_files files = {policy, vendors, operators, NULL};
 	struct cmq_diag d;
@@ -195,12 +188,8 @@ static int setup(struct ctx *c)
 	}
 	cmq_diag_cleanup(&d);
 
-	snprintf(c->dir, sizeof(c->dir), "%s/cmq-scrub-bench-XXXXXX", tmp ? tmp : "/tmp");
-	if (mkdtemp(c->dir) == NULL) {
-		fprintf(stderr, "scrub_bench: mkdtemp %s: %s\n", c->dir, strerror(errno));
-		c->dir[0] = '\0';
+	if (bench_mkdtemp(PROG, NULL, "cmq-scrub-bench", c->dir, sizeof(c->dir)) != 0)
 		return -1;
-	}
 	snprintf(c->consent_path, sizeof(c->consent_path), "%s/consent.json", c->dir);
 	if (bench_write_file(c->consent_path, consent_json) != 0)
 		return -1;
@@ -340,9 +329,9 @@ static int check(struct ctx *c)
 /*
  * The measured functions. callgrind counts what runs inside bench_* (--toggle-collect), so
  * each is a separate, never-inlined function that no other bench_* function calls, reached
- * through the table below. Each returns how many of its n messages succeeded.
+ * through the table below; BENCH_FN (bench_callgrind.h) keeps them out of line. Each
+ * returns how many of its n messages succeeded.
  */
-#define BENCH_FN __attribute__((noinline))
 
 static inline __attribute__((always_inline)) size_t pipeline_loop(struct ctx *c, int m, size_t n)
 {
@@ -455,22 +444,6 @@ static const char *row_title(size_t r)
 
 /* ---- command line and the two modes ---- */
 
-static int parse_size(const char *s, size_t min, size_t max, size_t *out)
-{
-	char *end = NULL;
-	unsigned long long v;
-
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (s[0] < '0' || s[0] > '9' || errno != 0 || *end != '\0' || v < min || v > max) {
-		fprintf(stderr, "scrub_bench: \"%s\" is not a whole number from %zu to %zu\n", s,
-		        min, max);
-		return -1;
-	}
-	*out = (size_t)v;
-	return 0;
-}
-
 static void usage(void)
 {
 	fprintf(stderr, "usage: scrub_bench [-n BATCH] [-k BATCHES]\n"
@@ -498,12 +471,8 @@ static int run_timed(struct ctx *c, size_t batch, size_t batches)
 	printf("| message | bytes in -> out | **µs per message** | min-max | messages/s on one "
 	       "core |\n|---|---:|---:|---:|---:|\n");
 	for (size_t r = 0; r < N_ROWS; r++) {
-		double lo = us[r][0], hi = us[r][0];
+		double lo = bench_min(us[r], batches), hi = bench_max(us[r], batches);
 
-		for (size_t k = 1; k < batches; k++) {
-			lo = us[r][k] < lo ? us[r][k] : lo;
-			hi = us[r][k] > hi ? us[r][k] : hi;
-		}
 		med[r] = bench_median(us[r], batches);
 		if (rows[r].msg >= 0)
 			printf("| %s | %zu -> %zu | **%.2f** | %.2f-%.2f | %.0f |\n", row_title(r),
@@ -555,11 +524,11 @@ int main(int argc, char **argv)
 		}
 		i++;
 		if (strcmp(a, "-n") == 0)
-			rc = parse_size(v, 1, 100000000u, &batch);
+			rc = bench_parse_size(PROG, v, 1, 100000000u, &batch);
 		else if (strcmp(a, "-k") == 0)
-			rc = parse_size(v, 1, MAX_BATCHES, &batches);
+			rc = bench_parse_size(PROG, v, 1, MAX_BATCHES, &batches);
 		else if (strcmp(a, "callgrind") == 0)
-			rc = parse_size(v, 1, 100000000u, &cg);
+			rc = bench_parse_size(PROG, v, 1, 100000000u, &cg);
 		else
 			rc = -1;
 		if (rc != 0) {

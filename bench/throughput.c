@@ -54,34 +54,30 @@
 #define _GNU_SOURCE
 #include "bench_common.h"
 
+#include "bench_callgrind.h"
+#include "bench_client.h"
+
 #include "../tests/integration/civicmq_env.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <mosquitto.h>
-#include <mqtt_protocol.h>
 #include <pthread.h>
-#include <signal.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#define DEFAULT_ROUNDS     5
-#define DEFAULT_MSGS_QOS0  50000
-#define DEFAULT_MSGS_QOS1  20000
-#define DEFAULT_RULES      100000
-#define MAX_ROUNDS         51
-#define PAYLOAD_LEN        200
-#define WINDOW_QOS0        500
-#define WINDOW_QOS1        100
-#define CONNECT_TIMEOUT_MS 10000
-#define RUN_TIMEOUT_MS     120000 /* one measurement, however slow */
-#define STALL_TIMEOUT_MS   5000   /* no message received for this long: stop waiting */
-#define CG_STALL_MS        20000  /* the same under valgrind */
-#define CTL_TIMEOUT_MS     30000  /* one callgrind_control call */
-#define BROKER_CPU         0
-#define CLIENT_CPU         1
+#define PROG              "throughput" /* prefixes its messages */
+#define DEFAULT_ROUNDS    5
+#define DEFAULT_MSGS_QOS0 50000
+#define DEFAULT_MSGS_QOS1 20000
+#define DEFAULT_RULES     100000
+#define MAX_ROUNDS        51
+#define PAYLOAD_LEN       200
+#define WINDOW_QOS0       500
+#define WINDOW_QOS1       100
+#define RUN_TIMEOUT_MS    120000 /* one measurement, however slow */
+#define STALL_TIMEOUT_MS  5000   /* no message received for this long: stop waiting */
+#define CG_STALL_MS       20000  /* the same under valgrind */
+#define CTL_TIMEOUT_MS    30000  /* one callgrind_control call */
+#define CG_DUMP_WAIT_MS   10000  /* for the broker to write its dump */
 
 /* ---- the two paths and the two brokers ---- */
 
@@ -105,23 +101,11 @@ static const struct path paths[] = {
 
 /* Listeners shared by both sides: @PORT0@ devices (mutual TLS), @PORT1@ operators (TLS),
  * @PORT2@ operators (plain TCP). */
-#define COMMON_CONF                                                                                \
-	"log_dest file @DIR@/mosquitto.log\n"                                                      \
-	"log_type error\n"                                                                         \
-	"log_type warning\n"                                                                       \
-	"log_type notice\n"                                                                        \
-	"log_type information\n"                                                                   \
-	"max_inflight_messages 100\n"
+#define COMMON_CONF BENCH_CONF_LOG "max_inflight_messages 100\n"
 
 #define LISTENERS(device_extra)                                                                    \
-	"\nlistener @PORT0@ 127.0.0.1\n"                                                           \
-	"cafile @PKI@/ca-bundle-test.pem\n"                                                        \
-	"certfile @PKI@/server/server.pem\n"                                                       \
-	"keyfile @PKI@/server/server.key\n"                                                        \
-	"require_certificate true\n" device_extra "\nlistener @PORT1@ 127.0.0.1\n"                 \
-	"certfile @PKI@/server/server.pem\n"                                                       \
-	"keyfile @PKI@/server/server.key\n"                                                        \
-	"\nlistener @PORT2@ 127.0.0.1\n"
+	BENCH_CONF_DEVICE_LISTENER device_extra BENCH_CONF_OPERATOR_LISTENER                       \
+	    "\nlistener @PORT2@ 127.0.0.1\n"
 
 /* A: %s = extra global settings. */
 #define PLAIN_CONF_FMT                                                                             \
@@ -133,12 +117,7 @@ static const struct path paths[] = {
 #define PLUGIN_CONF_FMT                                                                            \
 	"# B: the same with civicmq\n"                                                             \
 	"per_listener_settings false\n"                                                            \
-	"allow_anonymous false\n" COMMON_CONF "%s"                                                 \
-	"plugin @PLUGIN@\n"                                                                        \
-	"plugin_opt_policy %s\n"                                                                   \
-	"plugin_opt_vendors %s\n"                                                                  \
-	"plugin_opt_operators %s\n"                                                                \
-	"plugin_opt_ca_file @PKI@/ca-bundle-test.pem\n" LISTENERS("")
+	"allow_anonymous false\n" COMMON_CONF "%s" BENCH_CONF_PLUGIN LISTENERS("")
 
 struct bench {
 	struct cmq_env env; /* config files (policy, vendors, operators) and the client cafile */
@@ -155,153 +134,16 @@ struct bench {
 	size_t n_plugin_load;
 };
 
-/* ---- one measurement's shared state (client threads and the main thread) ---- */
+/* ---- the reader and the publisher (bench_client.h runs the clients) ---- */
 
-struct flow {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	size_t sent, received, refused, target, window;
-	bool pub_waiting;
-	uint64_t t_last; /* ns, last receipt */
-	int stamped;     /* first message's civicmq-provenance named BENCH_DEVICE: 1, no: 0, -1 */
-	bool lost;       /* a client lost its connection */
-	bool connected[2];
-	int conn_rc[2];
-	bool subscribed;
-	int granted;
-};
-
-struct endpoint {
-	struct flow *f;
-	int which; /* 0 publisher, 1 subscriber */
-};
-
-static void flow_init(struct flow *f, size_t target, size_t window)
-{
-	pthread_condattr_t ca;
-
-	memset(f, 0, sizeof(*f));
-	pthread_mutex_init(&f->mu, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&f->cv, &ca);
-	pthread_condattr_destroy(&ca);
-	f->target = target;
-	f->window = window;
-	f->stamped = -1;
-	f->granted = -1;
-	f->conn_rc[0] = f->conn_rc[1] = -1;
-}
-
-static void flow_destroy(struct flow *f)
-{
-	pthread_cond_destroy(&f->cv);
-	pthread_mutex_destroy(&f->mu);
-}
-
-/* Wait on the condition variable until deadline_ns; false once it has passed. Called with
- * f->mu held. */
-static bool flow_wait(struct flow *f, uint64_t deadline_ns)
-{
-	struct timespec ts;
-	uint64_t now = bench_now_ns();
-
-	if (now >= deadline_ns)
-		return false;
-	ts.tv_sec = (time_t)(deadline_ns / 1000000000u);
-	ts.tv_nsec = (long)(deadline_ns % 1000000000u);
-	pthread_cond_timedwait(&f->cv, &f->mu, &ts);
-	return true;
-}
-
-static void on_connect(struct mosquitto *m, void *ud, int rc, int flags,
-                       const mosquitto_property *p)
-{
-	struct endpoint *e = ud;
-
-	(void)m;
-	(void)flags;
-	(void)p;
-	pthread_mutex_lock(&e->f->mu);
-	e->f->connected[e->which] = rc == 0;
-	e->f->conn_rc[e->which] = rc;
-	pthread_cond_broadcast(&e->f->cv);
-	pthread_mutex_unlock(&e->f->mu);
-}
-
-static void on_disconnect(struct mosquitto *m, void *ud, int rc, const mosquitto_property *p)
-{
-	struct endpoint *e = ud;
-
-	(void)m;
-	(void)p;
-	pthread_mutex_lock(&e->f->mu);
-	if (rc != 0)
-		e->f->lost = true;
-	e->f->connected[e->which] = false;
-	pthread_cond_broadcast(&e->f->cv);
-	pthread_mutex_unlock(&e->f->mu);
-}
-
-static void on_subscribe(struct mosquitto *m, void *ud, int mid, int n, const int *granted,
-                         const mosquitto_property *p)
-{
-	struct endpoint *e = ud;
-
-	(void)m;
-	(void)mid;
-	(void)p;
-	pthread_mutex_lock(&e->f->mu);
-	e->f->subscribed = true;
-	e->f->granted = n > 0 ? granted[0] : -1;
-	pthread_cond_broadcast(&e->f->cv);
-	pthread_mutex_unlock(&e->f->mu);
-}
-
-static void on_publish(struct mosquitto *m, void *ud, int mid, int reason,
-                       const mosquitto_property *p)
-{
-	struct endpoint *e = ud;
-
-	(void)m;
-	(void)mid;
-	(void)p;
-	if (reason < 0x80)
-		return;
-	pthread_mutex_lock(&e->f->mu);
-	e->f->refused++;
-	pthread_cond_broadcast(&e->f->cv);
-	pthread_mutex_unlock(&e->f->mu);
-}
-
-/* Whether props carry a civicmq-provenance naming BENCH_DEVICE of vendor civitas. */
-static bool has_stamp(const mosquitto_property *props)
-{
-	const mosquitto_property *p = props;
-	bool found = false, skip_first = false;
-
-	while (!found) {
-		char *name = NULL, *value = NULL;
-
-		p = mosquitto_property_read_string_pair(p, MQTT_PROP_USER_PROPERTY, &name, &value,
-		                                        skip_first);
-		if (p == NULL)
-			break;
-		found = name != NULL && value != NULL && strcmp(name, "civicmq-provenance") == 0 &&
-		        strncmp(value, "civitas/" BENCH_DEVICE "/",
-		                strlen("civitas/" BENCH_DEVICE "/")) == 0;
-		free(name);
-		free(value);
-		skip_first = true;
-	}
-	return found;
-}
-
+/* flow->user: whether the first message carried the plugin's provenance stamp (1, 0; -1
+ * before the first message). */
 static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_message *msg,
                        const mosquitto_property *props)
 {
-	struct endpoint *e = ud;
-	struct flow *f = e->f;
+	struct bench_endpoint *e = ud;
+	struct bench_flow *f = e->f;
+	int *stamped = f->user;
 	uint64_t now = bench_now_ns();
 
 	(void)m;
@@ -309,113 +151,36 @@ static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_mes
 	pthread_mutex_lock(&f->mu);
 	f->received++;
 	f->t_last = now;
-	if (f->stamped < 0)
-		f->stamped = has_stamp(props);
-	if ((f->pub_waiting && f->sent - f->received <= f->window / 2) || f->received >= f->target)
-		pthread_cond_broadcast(&f->cv);
+	if (*stamped < 0)
+		*stamped = bench_has_provenance(props);
+	bench_flow_wake(f, false);
 	pthread_mutex_unlock(&f->mu);
 }
 
-/* ---- clients ---- */
-
-struct client_spec {
-	const char *id, *user, *password;
-	const char *cafile, *cert, *key; /* cafile NULL: plain TCP */
-	int port;
-	bool subscriber;
+struct publisher {
+	struct mosquitto *m;
+	const char *topic;
+	const unsigned char *payload; /* PAYLOAD_LEN bytes */
+	int qos;
 };
 
-/* Create, connect and start the network thread; waits for the CONNACK. NULL on failure. */
-static struct mosquitto *client_start(const struct client_spec *s, bool nodelay, struct endpoint *e)
+/* bench_flow_send_windowed's publish: the same payload every time. */
+static int publish_one(void *ctx, size_t seq)
 {
-	struct mosquitto *m = mosquitto_new(s->id, true, e);
-	uint64_t deadline = bench_now_ns() + (uint64_t)CONNECT_TIMEOUT_MS * 1000000u;
-	int rc;
+	const struct publisher *p = ctx;
+	int mid = 0;
+	int rc = mosquitto_publish_v5(p->m, &mid, p->topic, PAYLOAD_LEN, p->payload, p->qos, false,
+	                              NULL);
 
-	if (m == NULL) {
-		fprintf(stderr, "throughput: mosquitto_new failed\n");
-		return NULL;
-	}
-	mosquitto_int_option(m, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
-	mosquitto_int_option(m, MOSQ_OPT_RECEIVE_MAXIMUM, WINDOW_QOS1);
-	mosquitto_int_option(m, MOSQ_OPT_SEND_MAXIMUM, WINDOW_QOS1);
-	if (nodelay)
-		mosquitto_int_option(m, MOSQ_OPT_TCP_NODELAY, 1);
-	mosquitto_connect_v5_callback_set(m, on_connect);
-	mosquitto_disconnect_v5_callback_set(m, on_disconnect);
-	mosquitto_subscribe_v5_callback_set(m, on_subscribe);
-	mosquitto_publish_v5_callback_set(m, on_publish);
-	if (s->subscriber)
-		mosquitto_message_v5_callback_set(m, on_message);
-	if (s->user != NULL && mosquitto_username_pw_set(m, s->user, s->password) != 0)
-		goto fail;
-	if (s->cafile != NULL &&
-	    (rc = mosquitto_tls_set(m, s->cafile, NULL, s->cert, s->key, NULL)) != 0) {
-		fprintf(stderr, "throughput: mosquitto_tls_set: %s\n", mosquitto_strerror(rc));
-		goto fail;
-	}
-	rc = mosquitto_connect_bind_v5(m, s->cafile ? "localhost" : "127.0.0.1", s->port, 60, NULL,
-	                               NULL);
+	(void)seq;
 	if (rc != 0) {
-		fprintf(stderr, "throughput: connect %s to port %d: %s\n", s->id, s->port,
-		        mosquitto_strerror(rc));
-		goto fail;
+		fprintf(stderr, "throughput: publish: %s\n", mosquitto_strerror(rc));
+		return -1;
 	}
-	if (mosquitto_loop_start(m) != 0)
-		goto fail;
-	pthread_mutex_lock(&e->f->mu);
-	while (e->f->conn_rc[e->which] < 0 && flow_wait(e->f, deadline))
-		;
-	rc = e->f->conn_rc[e->which];
-	pthread_mutex_unlock(&e->f->mu);
-	if (rc != 0) {
-		fprintf(stderr, "throughput: %s was not accepted on port %d (CONNACK %d%s)\n",
-		        s->id, s->port, rc, rc < 0 ? ": no answer" : "");
-		mosquitto_disconnect(m);
-		mosquitto_loop_stop(m, true);
-		goto fail;
-	}
-	return m;
-fail:
-	mosquitto_destroy(m);
-	return NULL;
-}
-
-static void client_stop(struct mosquitto *m)
-{
-	if (m == NULL)
-		return;
-	mosquitto_disconnect(m);
-	mosquitto_loop_stop(m, false); /* joins the thread once it has seen the disconnect */
-	mosquitto_destroy(m);
+	return 0;
 }
 
 /* ---- brokers ---- */
-
-static int pin_to(struct bench *b, int cpu)
-{
-	if (!b->pin)
-		return 0;
-	if (bench_pin_cpu(cpu) != 0) {
-		fprintf(stderr, "throughput: cannot pin to CPU %d: %s\n", cpu, strerror(errno));
-		return -1;
-	}
-	return 0;
-}
-
-/* The CPUs pid may run on must be exactly {cpu}. */
-static int check_pinned(pid_t pid, int cpu)
-{
-	cpu_set_t set;
-
-	CPU_ZERO(&set);
-	if (sched_getaffinity(pid, sizeof(set), &set) != 0 || CPU_COUNT(&set) != 1 ||
-	    !CPU_ISSET(cpu, &set)) {
-		fprintf(stderr, "throughput: broker %d is not pinned to CPU %d\n", (int)pid, cpu);
-		return -1;
-	}
-	return 0;
-}
 
 /* CPU time the broker has used, ns (it is single-threaded: its main task's schedstat). */
 static long long broker_cpu_ns(pid_t pid)
@@ -473,105 +238,17 @@ static int check_plugin_loaded(struct bench *b, const struct cmq_h_broker *br)
 
 static int broker_start(struct bench *b, struct cmq_h_broker *br, bool plugin)
 {
-	int rc;
-
-	if (pin_to(b, BROKER_CPU) != 0)
+	if (bench_broker_start(PROG, plugin ? "broker B" : "broker A", b->pin, br,
+	                       plugin ? b->plugin_conf : b->plain_conf) != 0)
 		return -1;
-	rc = cmq_h_broker_start(br, plugin ? b->plugin_conf : b->plain_conf);
-	if (pin_to(b, CLIENT_CPU) != 0 || rc != 0) {
-		if (rc == 0)
-			cmq_h_broker_stop(br);
-		fprintf(stderr, "throughput: broker %s did not start\n", plugin ? "B" : "A");
-		return -1;
-	}
-	if ((b->pin && check_pinned(br->pid, BROKER_CPU) != 0) ||
-	    (plugin && check_plugin_loaded(b, br) != 0)) {
+	if (plugin && check_plugin_loaded(b, br) != 0) {
 		cmq_h_broker_stop(br);
 		return -1;
 	}
 	return 0;
 }
 
-/* ---- callgrind control (--callgrind) ---- */
-
-/* Run callgrind_control ARG PID, bounded. 0 on success. */
-static int callgrind_control(const char *arg, pid_t pid)
-{
-	char pidbuf[16];
-	uint64_t deadline = bench_now_ns() + (uint64_t)CTL_TIMEOUT_MS * 1000000u;
-	pid_t c;
-	int status;
-
-	snprintf(pidbuf, sizeof(pidbuf), "%d", (int)pid);
-	c = fork();
-	if (c < 0)
-		return -1;
-	if (c == 0) {
-		int null = open("/dev/null", O_WRONLY);
-
-		if (null >= 0)
-			dup2(null, 1);
-		execlp("callgrind_control", "callgrind_control", arg, pidbuf, (char *)NULL);
-		_exit(127);
-	}
-	for (;;) {
-		pid_t w = waitpid(c, &status, WNOHANG);
-
-		if (w == c)
-			break;
-		if (bench_now_ns() > deadline) {
-			kill(c, SIGKILL);
-			waitpid(c, &status, 0);
-			fprintf(stderr, "throughput: callgrind_control %s %d timed out\n", arg,
-			        (int)pid);
-			return -1;
-		}
-		usleep(10000);
-	}
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		fprintf(stderr, "throughput: callgrind_control %s %d failed\n", arg, (int)pid);
-		return -1;
-	}
-	return 0;
-}
-
-/* Instructions in the first dump (<out>.1) of broker pid: its "summary:" or "totals:". */
-static long long callgrind_dump_total(const struct bench *b, pid_t pid)
-{
-	char path[CMQ_H_PATH_MAX + 64], line[256];
-	long long total = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/callgrind.out.%d.1", b->cg_dir, (int)pid);
-	/* The dump is written asynchronously after callgrind_control returns; wait for it. */
-	for (int i = 0; i < 500; i++) {
-		f = fopen(path, "r");
-		if (f != NULL) {
-			while (fgets(line, sizeof(line), f) != NULL) {
-				if (strncmp(line, "summary:", 8) == 0 ||
-				    strncmp(line, "totals:", 7) == 0)
-					total = strtoll(strchr(line, ':') + 1, NULL, 10);
-			}
-			fclose(f);
-			if (total >= 0)
-				return total;
-		}
-		usleep(20000);
-	}
-	fprintf(stderr, "throughput: no callgrind dump %s\n", path);
-	return -1;
-}
-
 /* ---- one measurement ---- */
-
-/* Wait (f->mu held) until something changes, the run's deadline passes, or nothing has been
- * received for stall_ns; false once either limit is reached. */
-static bool flow_wait_progress(struct flow *f, uint64_t deadline, uint64_t stall_ns)
-{
-	uint64_t stall_at = f->t_last + stall_ns;
-
-	return flow_wait(f, stall_at < deadline ? stall_at : deadline);
-}
 
 struct result {
 	double rate;        /* messages received per second */
@@ -587,29 +264,31 @@ static int measure(struct bench *b, const struct path *pa, int qos, size_t msgs,
                    struct result *out)
 {
 	struct cmq_h_broker br;
-	struct flow f;
-	struct endpoint pe, se;
+	struct bench_flow f;
+	struct bench_endpoint pe, se;
 	struct mosquitto *pub = NULL, *sub = NULL;
-	struct client_spec ps, ss;
-	struct rusage ru0, ru1;
-	long long cpu0, cpu1;
+	struct bench_client_spec ps, ss;
+	struct publisher pp;
+	char dump[CMQ_H_PATH_MAX + 64];
+	long long cpu0, cpu1, self0, self1;
 	uint64_t t0, deadline, stall_ns;
-	int rc = -1, mid;
+	int rc = -1, stamped = -1;
 
 	memset(out, 0, sizeof(*out));
-	flow_init(&f, msgs, qos ? WINDOW_QOS1 : WINDOW_QOS0);
+	bench_flow_init(&f, msgs, qos ? WINDOW_QOS1 : WINDOW_QOS0, &stamped);
 	pe.f = se.f = &f;
 	pe.which = 0;
 	se.which = 1;
 	if (broker_start(b, &br, plugin) != 0) {
-		flow_destroy(&f);
+		bench_flow_destroy(&f);
 		return -1;
 	}
 	memset(&ps, 0, sizeof(ps));
 	memset(&ss, 0, sizeof(ss));
 	ps.id = pa->pub_id;
 	ss.id = pa->sub_id;
-	ss.subscriber = true;
+	ps.nodelay = ss.nodelay = b->nodelay;
+	ss.on_message = on_message;
 	if (pa->tls) {
 		ps.cafile = ss.cafile = b->env.cafile;
 		ps.cert = b->cert;
@@ -626,80 +305,49 @@ static int measure(struct bench *b, const struct path *pa, int qos, size_t msgs,
 	ss.user = pa->sub_user;
 	ss.password = strcmp(pa->sub_user, "gateway") == 0 ? "gateway-secret" : "dashboard-secret";
 
-	sub = client_start(&ss, b->nodelay, &se);
+	sub = bench_client_start(PROG, &ss, &se);
 	if (sub == NULL)
 		goto out;
-	deadline = bench_now_ns() + (uint64_t)CONNECT_TIMEOUT_MS * 1000000u;
-	if (mosquitto_subscribe_v5(sub, NULL, pa->filter, qos, 0, NULL) != 0)
-		goto out;
-	pthread_mutex_lock(&f.mu);
-	while (!f.subscribed && flow_wait(&f, deadline))
-		;
-	pthread_mutex_unlock(&f.mu);
-	if (!f.subscribed || f.granted != qos) {
+	if (bench_client_subscribe(sub, &f, pa->filter, qos) != 0) {
 		fprintf(stderr, "throughput: %s: subscription %s refused (granted %d)\n",
 		        pa->sub_id, pa->filter, f.granted);
 		goto out;
 	}
-	pub = client_start(&ps, b->nodelay, &pe);
+	pub = bench_client_start(PROG, &ps, &pe);
 	if (pub == NULL)
 		goto out;
-	if (b->callgrind && callgrind_control("--instr=on", br.pid) != 0)
+	if (b->callgrind &&
+	    bench_callgrind_control(PROG, "--instr=on", br.pid, CTL_TIMEOUT_MS) != 0)
 		goto out;
 
+	pp.m = pub;
+	pp.topic = pa->topic;
+	pp.payload = b->payload;
+	pp.qos = qos;
 	stall_ns = (uint64_t)(b->callgrind ? CG_STALL_MS : STALL_TIMEOUT_MS) * 1000000u;
-	getrusage(RUSAGE_SELF, &ru0);
+	self0 = bench_self_cpu_ns();
 	cpu0 = broker_cpu_ns(br.pid);
 	t0 = bench_now_ns();
 	deadline = t0 + (uint64_t)RUN_TIMEOUT_MS * 1000000u;
 	pthread_mutex_lock(&f.mu);
 	f.t_last = t0;
-	while (f.sent < msgs && !f.lost && f.refused == 0) {
-		if (f.sent - f.received >= f.window) {
-			/* Refill from half the window; give up when nothing arrives for too long.
-			 */
-			f.pub_waiting = true;
-			while (f.sent - f.received > f.window / 2 && !f.lost && f.refused == 0 &&
-			       flow_wait_progress(&f, deadline, stall_ns))
-				;
-			f.pub_waiting = false;
-			if (f.sent - f.received > f.window / 2)
-				break;
-			continue;
-		}
-		f.sent++;
-		pthread_mutex_unlock(&f.mu);
-		mid = 0;
-		rc = mosquitto_publish_v5(pub, &mid, pa->topic, PAYLOAD_LEN, b->payload, qos, false,
-		                          NULL);
-		pthread_mutex_lock(&f.mu);
-		if (rc != 0) {
-			fprintf(stderr, "throughput: publish: %s\n", mosquitto_strerror(rc));
-			break;
-		}
-	}
-	while (f.received < f.sent && !f.lost && f.refused == 0 &&
-	       flow_wait_progress(&f, deadline, stall_ns))
-		;
+	bench_flow_send_windowed(&f, msgs, deadline, stall_ns, publish_one, &pp);
+	bench_flow_drain(&f, deadline, stall_ns);
 	cpu1 = broker_cpu_ns(br.pid);
-	getrusage(RUSAGE_SELF, &ru1);
+	self1 = bench_self_cpu_ns();
 	out->received = f.received;
 	out->rate = f.t_last > t0 ? (double)f.received / ((double)(f.t_last - t0) / 1e9) : 0;
 	out->broker_us = f.received ? (double)(cpu1 - cpu0) / 1e3 / (double)f.received : 0;
 	out->broker_busy = f.t_last > t0 ? (double)(cpu1 - cpu0) / (double)(f.t_last - t0) : 0;
-	out->client_us = f.received ? ((double)(ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec) * 1e6 +
-	                               (double)(ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec) +
-	                               (double)(ru1.ru_stime.tv_sec - ru0.ru_stime.tv_sec) * 1e6 +
-	                               (double)(ru1.ru_stime.tv_usec - ru0.ru_stime.tv_usec)) /
-	                                  (double)f.received
-	                            : 0;
+	out->client_us = f.received ? (double)(self1 - self0) / 1e3 / (double)f.received : 0;
 	pthread_mutex_unlock(&f.mu);
 
 	rc = -1;
 	out->broker = br.pid;
 	if (b->callgrind) {
-		if (callgrind_control("--dump=measured", br.pid) != 0 ||
-		    (out->instr = callgrind_dump_total(b, br.pid)) < 0)
+		snprintf(dump, sizeof(dump), "%s/callgrind.out.%d.1", b->cg_dir, (int)br.pid);
+		if (bench_callgrind_control(PROG, "--dump=measured", br.pid, CTL_TIMEOUT_MS) != 0 ||
+		    (out->instr = bench_callgrind_dump_total(PROG, dump, CG_DUMP_WAIT_MS)) < 0)
 			goto out;
 	}
 	if (f.refused > 0) {
@@ -714,9 +362,9 @@ static int measure(struct bench *b, const struct path *pa, int qos, size_t msgs,
 	} else if (f.received < msgs && (qos > 0 || f.received < msgs - msgs / 100)) {
 		fprintf(stderr, "throughput: %s %s QoS %d: %zu of %zu messages received\n",
 		        plugin ? "B" : "A", pa->name, qos, f.received, msgs);
-	} else if (f.stamped != (plugin && pa->stamped)) {
+	} else if (stamped != (plugin && pa->stamped)) {
 		fprintf(stderr, "throughput: %s %s: messages %s civicmq provenance\n",
-		        plugin ? "B" : "A", pa->name, f.stamped == 1 ? "carry" : "lack");
+		        plugin ? "B" : "A", pa->name, stamped == 1 ? "carry" : "lack");
 	} else if (cpu0 < 0 || cpu1 < 0) {
 		fprintf(stderr, "throughput: cannot read /proc/%d/schedstat\n", (int)br.pid);
 	} else {
@@ -726,13 +374,13 @@ static int measure(struct bench *b, const struct path *pa, int qos, size_t msgs,
 		fprintf(stderr, "throughput: note: %s %s QoS 0 lost %zu of %zu messages\n",
 		        plugin ? "B" : "A", pa->name, msgs - f.received, msgs);
 out:
-	client_stop(pub);
-	client_stop(sub);
+	bench_client_stop(pub);
+	bench_client_stop(sub);
 	if (cmq_h_broker_stop(&br) != 0) {
 		fprintf(stderr, "throughput: broker %s did not exit cleanly\n", plugin ? "B" : "A");
 		rc = -1;
 	}
-	flow_destroy(&f);
+	bench_flow_destroy(&f);
 	return rc;
 }
 
@@ -741,16 +389,16 @@ out:
 static int setup(struct bench *b)
 {
 	struct cmq_env_overrides ov;
-	const char *path, *extra;
+	const char *extra;
 	char *text = NULL;
 	size_t len = 0, n_bench = 0;
 	FILE *mem;
 	int rc;
 
-	b->pin = sysconf(_SC_NPROCESSORS_ONLN) > CLIENT_CPU;
+	b->pin = sysconf(_SC_NPROCESSORS_ONLN) > BENCH_CLIENT_CPU;
 	if (!b->pin)
 		fprintf(stderr, "throughput: one CPU only; broker and clients are not pinned\n");
-	if (pin_to(b, CLIENT_CPU) != 0)
+	if (bench_pin_to(PROG, b->pin, BENCH_CLIENT_CPU) != 0)
 		return -1;
 	for (size_t i = 0; i < PAYLOAD_LEN; i++)
 		b->payload[i] = (unsigned char)('a' + i % 26);
@@ -773,14 +421,8 @@ static int setup(struct bench *b)
 		fprintf(stderr, "throughput: cannot write the civicmq config\n");
 		return -1;
 	}
-	path = cmq_h_pki("vendors/civitas/devices/" BENCH_DEVICE ".pem");
-	snprintf(b->cert, sizeof(b->cert), "%s", path ? path : "");
-	path = cmq_h_pki("vendors/civitas/devices/" BENCH_DEVICE ".key");
-	snprintf(b->key, sizeof(b->key), "%s", path ? path : "");
-	if (access(b->cert, R_OK) != 0 || access(b->key, R_OK) != 0) {
-		fprintf(stderr, "throughput: no certificate for %s in the PKI\n", BENCH_DEVICE);
+	if (bench_device_files(PROG, b->cert, b->key) != 0)
 		return -1;
-	}
 	extra = b->nodelay ? "set_tcp_nodelay true\n" : "";
 	if (snprintf(b->plain_conf, sizeof(b->plain_conf), PLAIN_CONF_FMT, extra) >=
 	        (int)sizeof(b->plain_conf) ||
@@ -793,11 +435,9 @@ static int setup(struct bench *b)
 /* --callgrind: a wrapper the harness execs as CMQ_MOSQUITTO. */
 static int setup_callgrind(struct bench *b)
 {
-	const char *tmp = getenv("TMPDIR");
 	char script[CMQ_H_PATH_MAX + 32], text[CMQ_H_PATH_MAX * 2];
 
-	snprintf(b->cg_dir, sizeof(b->cg_dir), "%s/cmq-bench-cg-XXXXXX", tmp ? tmp : "/tmp");
-	if (mkdtemp(b->cg_dir) == NULL)
+	if (bench_mkdtemp(PROG, NULL, "cmq-bench-cg", b->cg_dir, sizeof(b->cg_dir)) != 0)
 		return -1;
 	snprintf(script, sizeof(script), "%s/mosquitto", b->cg_dir);
 	snprintf(text, sizeof(text),
@@ -809,36 +449,7 @@ static int setup_callgrind(struct bench *b)
 	return setenv("CMQ_MOSQUITTO", script, 1);
 }
 
-static void cleanup_callgrind(struct bench *b)
-{
-	char cmd[CMQ_H_PATH_MAX + 32];
-
-	if (b->cg_dir[0] == '\0' || getenv("CMQ_KEEP_TMP") != NULL)
-		return;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", b->cg_dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "throughput: could not remove %s\n", b->cg_dir);
-}
-
 /* ---- reports ---- */
-
-static double min_of(const double *v, size_t n)
-{
-	double m = v[0];
-
-	for (size_t i = 1; i < n; i++)
-		m = v[i] < m ? v[i] : m;
-	return m;
-}
-
-static double max_of(const double *v, size_t n)
-{
-	double m = v[0];
-
-	for (size_t i = 1; i < n; i++)
-		m = v[i] > m ? v[i] : m;
-	return m;
-}
 
 struct summary {
 	const struct path *pa;
@@ -889,8 +500,8 @@ static int run_timed(struct bench *b, const bool *use, size_t rounds, const size
 			s->qos = qos;
 			s->msgs = msgs[qos];
 			s->rounds = rounds;
-			s->ratio_min = min_of(ratio, rounds);
-			s->ratio_max = max_of(ratio, rounds);
+			s->ratio_min = bench_min(ratio, rounds);
+			s->ratio_max = bench_max(ratio, rounds);
 			s->ratio = bench_median(ratio, rounds);
 			s->cpu_ratio = bench_median(cpu_ratio, rounds);
 			for (size_t r = 0; r < rounds; r++) {
@@ -929,8 +540,8 @@ static int run_timed(struct bench *b, const bool *use, size_t rounds, const size
 		       s->cpu_ratio, s->a_busy * 100, s->b_busy * 100);
 	}
 	if (b->n_plugin_load > 0) {
-		double lo = min_of(b->plugin_load_ms, b->n_plugin_load);
-		double hi = max_of(b->plugin_load_ms, b->n_plugin_load);
+		double lo = bench_min(b->plugin_load_ms, b->n_plugin_load);
+		double hi = bench_max(b->plugin_load_ms, b->n_plugin_load);
 		size_t n = b->n_plugin_load;
 
 		printf("\nThe plugin logged loading the %zu-rule policy at broker start in %.0f ms "
@@ -975,22 +586,6 @@ static int run_callgrind(struct bench *b, const bool *use, size_t msgs)
 }
 
 /* ---- command line ---- */
-
-static int parse_size(const char *s, size_t min, size_t max, size_t *out)
-{
-	char *end = NULL;
-	unsigned long long v;
-
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (s[0] < '0' || s[0] > '9' || errno != 0 || *end != '\0' || v < min || v > max) {
-		fprintf(stderr, "throughput: \"%s\" is not a whole number from %zu to %zu\n", s,
-		        min, max);
-		return -1;
-	}
-	*out = (size_t)v;
-	return 0;
-}
 
 static int parse_paths(const char *s, bool *use)
 {
@@ -1050,17 +645,17 @@ int main(int argc, char **argv)
 		}
 		i++;
 		if (strcmp(a, "-r") == 0)
-			rc = parse_size(v, 1, MAX_ROUNDS, &rounds);
+			rc = bench_parse_size(PROG, v, 1, MAX_ROUNDS, &rounds);
 		else if (strcmp(a, "-0") == 0)
-			rc = parse_size(v, 100, 10000000, &msgs[0]);
+			rc = bench_parse_size(PROG, v, 100, 10000000, &msgs[0]);
 		else if (strcmp(a, "-1") == 0)
-			rc = parse_size(v, 100, 10000000, &msgs[1]);
+			rc = bench_parse_size(PROG, v, 100, 10000000, &msgs[1]);
 		else if (strcmp(a, "-n") == 0)
-			rc = parse_size(v, 7, 2000000, &b.rules);
+			rc = bench_parse_size(PROG, v, 7, 2000000, &b.rules);
 		else if (strcmp(a, "-p") == 0)
 			rc = parse_paths(v, use);
 		else if (strcmp(a, "--callgrind") == 0)
-			rc = parse_size(v, 100, 1000000, &cg_msgs);
+			rc = bench_parse_size(PROG, v, 100, 1000000, &cg_msgs);
 		else
 			rc = -1;
 		if (rc != 0) {
@@ -1075,7 +670,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	rc = b.callgrind ? run_callgrind(&b, use, cg_msgs) : run_timed(&b, use, rounds, msgs);
-	cleanup_callgrind(&b);
+	bench_remove_tree(PROG, b.cg_dir);
 	cmq_env_stop(&b.env);
 	if (rc != 0)
 		fprintf(stderr, "throughput: FAILED\n");
