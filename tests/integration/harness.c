@@ -585,50 +585,9 @@ static int write_conf(const struct cmq_h_broker *b, const char *tmpl)
 
 static pid_t spawn_broker(const struct cmq_h_broker *b)
 {
-	const char *exe = env_or("CMQ_MOSQUITTO", "mosquitto");
-	int logfd = open(b->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-	int nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	pid_t parent = getpid();
-	pid_t pid;
+	const char *argv[] = {env_or("CMQ_MOSQUITTO", "mosquitto"), "-c", b->conf_path, NULL};
 
-	if (logfd < 0 || nullfd < 0) {
-		fprintf(stderr, "harness: %s: %s\n", b->log_path, strerror(errno));
-		if (logfd >= 0)
-			close(logfd);
-		if (nullfd >= 0)
-			close(nullfd);
-		return -1;
-	}
-	pid = fork();
-	if (pid == 0) {
-#ifdef __linux__
-		/* Die with the test process, even if it is SIGKILLed. */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(126);
-#endif
-		dup2(nullfd, 0);
-		dup2(logfd, 1);
-		dup2(logfd, 2);
-		close_inherited_fds();
-		signal(SIGPIPE, SIG_DFL);
-		execlp(exe, exe, "-c", b->conf_path, (char *)NULL);
-		{
-			static const char msg[] = "harness: cannot exec the broker\n";
-			ssize_t ignored = write(2, msg, sizeof(msg) - 1);
-
-			(void)ignored;
-		}
-		_exit(127);
-	}
-	(void)parent;
-	close(logfd);
-	close(nullfd);
-	if (pid < 0)
-		fprintf(stderr, "harness: fork: %s\n", strerror(errno));
-	else
-		registry_add(pid);
-	return pid;
+	return cmq_h_spawn(argv, b->log_path);
 }
 
 /* One attempt: new ports, conf, process, wait for the ports. 0 ok, 1 retry, -1 fail. */
@@ -799,13 +758,10 @@ int cmq_h_broker_stop(struct cmq_h_broker *b)
 
 /* ---- broker log ---- */
 
+/* The broker's log is a log file like any other: these name it for the caller. */
 size_t cmq_h_log_mark(const struct cmq_h_broker *b)
 {
-	struct stat st;
-
-	if (b == NULL || stat(b->log_path, &st) != 0)
-		return 0;
-	return (size_t)st.st_size;
+	return b != NULL ? cmq_h_file_mark(b->log_path) : 0;
 }
 
 /* The file from mark on (at most LOG_READ_MAX bytes), NUL-terminated; caller frees. */
@@ -844,11 +800,6 @@ out:
 	return buf;
 }
 
-static char *read_log(const struct cmq_h_broker *b, size_t mark, size_t *len)
-{
-	return read_path(b->log_path, mark, len);
-}
-
 static bool mem_contains(const char *hay, size_t hlen, const char *needle)
 {
 	size_t nlen = strlen(needle);
@@ -864,42 +815,12 @@ static bool mem_contains(const char *hay, size_t hlen, const char *needle)
 
 bool cmq_h_log_contains(const struct cmq_h_broker *b, size_t mark, const char *needle)
 {
-	size_t len;
-	char *log;
-	bool found;
-
-	if (b == NULL || needle == NULL)
-		return false;
-	log = read_log(b, mark, &len);
-	found = log != NULL && mem_contains(log, len, needle);
-	free(log);
-	return found;
+	return b != NULL && cmq_h_file_contains(b->log_path, mark, needle);
 }
 
 bool cmq_h_log_wait(const struct cmq_h_broker *b, size_t mark, const char *needle, int timeout_ms)
 {
-	long long deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
-	size_t nlen;
-	size_t pos = mark;
-
-	if (b == NULL || needle == NULL)
-		return false;
-	nlen = strlen(needle);
-	for (;;) {
-		size_t len;
-		char *log = read_log(b, pos, &len);
-		bool found = log != NULL && mem_contains(log, len, needle);
-
-		free(log);
-		if (found)
-			return true;
-		/* Next time read only what is new, plus enough to catch a needle cut in two. */
-		if (len >= nlen)
-			pos += len - nlen + 1;
-		if (left_ms(deadline) == 0)
-			return false;
-		sleep_ms(POLL_MS);
-	}
+	return b != NULL && cmq_h_file_wait(b->log_path, mark, needle, timeout_ms);
 }
 
 void cmq_h_log_print(const struct cmq_h_broker *b, size_t mark)
