@@ -60,6 +60,10 @@ static const struct gw_option options[] = {
      "seconds per pseudonym epoch: pseudonyms are stable within one, unlinkable across"},
     {"state_dir", STR(state_dir), "/var/lib/civicmq-gateway", 0, 0, false,
      "directory for the client's persistent outbox and the aggregate journal"},
+    {"state_sync", UINT(state_sync), "0", 0, 1, false,
+     "1: flush the outbox to disk (fdatasync) before acknowledging each message, so not even "
+     "a power cut loses one; 0: written to the kernel first (survives the gateway crashing "
+     "or being killed, not a power cut), much cheaper"},
     {"metrics_topic", STR(metrics_topic), "city/gateway/metrics/%c", 0, 0, false,
      "topic for the periodic metrics JSON (%c = client id); must start with city/"},
     {"metrics_interval", UINT(metrics_interval), "10", 0, 86400, false,

@@ -61,6 +61,7 @@ struct cmq_gw_config {
 	uint32_t aggregate_max_groups;
 	uint32_t drop_log_rate;
 	uint32_t tcp_nodelay;
+	uint32_t state_sync;
 };
 
 /* Defaults from the table. Returns 0, or -1 (message printed) on allocation failure. */
@@ -115,6 +116,7 @@ int cmq_gw_metrics_json(const struct cmq_gw_metrics *m, const char *client_id,
 /* The outbox's context: its directory and, once Paho opened it, the store. */
 struct cmq_gw_outbox {
 	const char *dir;
+	bool sync; /* fdatasync each write (state_sync) */
 	void *ob;
 };
 
@@ -159,8 +161,8 @@ void cmq_gw_consent_refresh(struct cmq_gw *gw);
 void cmq_gw_gen_free(struct cmq_gw_gen *g);
 
 /* outbox.c: Paho's persistence interface on core/kvlog.c. */
-void cmq_gw_outbox_init(struct cmq_gw_outbox *ctx, MQTTClient_persistence *p,
-                        const char *state_dir);
+void cmq_gw_outbox_init(struct cmq_gw_outbox *ctx, MQTTClient_persistence *p, const char *state_dir,
+                        bool sync);
 /* Write the outbox's deferred records (main loop; takes the outbox's own lock). */
 void cmq_gw_outbox_flush(struct cmq_gw_outbox *ctx);
 

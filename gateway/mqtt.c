@@ -355,7 +355,8 @@ int cmq_gw_mqtt_create(struct cmq_gw *gw)
 	/* Paho's own trace buffer formats a line per packet at its default level: only errors. */
 	if (getenv("MQTT_C_CLIENT_TRACE") == NULL)
 		MQTTAsync_setTraceLevel(MQTTASYNC_TRACE_ERROR);
-	cmq_gw_outbox_init(&gw->outbox, &gw->persistence, gw->cfg.state_dir);
+	cmq_gw_outbox_init(&gw->outbox, &gw->persistence, gw->cfg.state_dir,
+	                   gw->cfg.state_sync != 0);
 	rc = MQTTAsync_createWithOptions(&gw->client, gw->cfg.broker, gw->cfg.client_id,
 	                                 MQTTCLIENT_PERSISTENCE_USER, &gw->persistence, &co);
 	if (rc != MQTTASYNC_SUCCESS) {

@@ -60,7 +60,7 @@ static int ob_open(void **handle, const char *client_id, const char *server_uri,
 		return MQTTCLIENT_PERSISTENCE_ERROR;
 	pthread_mutex_init(&ob->lock, NULL);
 	cmq_diag_init(&d);
-	rc = cmq_kvlog_open(path, false, &d, &ob->kv);
+	rc = cmq_kvlog_open(path, ctx->sync, &d, &ob->kv);
 	for (size_t i = 0; i < d.n; i++)
 		cmq_gw_log(d.entries[i].level == CMQ_DIAG_ERROR ? GW_ERROR : GW_WARNING,
 		           "outbox: %s", d.entries[i].text);
@@ -228,9 +228,11 @@ void cmq_gw_outbox_flush(struct cmq_gw_outbox *ctx)
 	pthread_mutex_unlock(&ob->lock);
 }
 
-void cmq_gw_outbox_init(struct cmq_gw_outbox *ctx, MQTTClient_persistence *p, const char *state_dir)
+void cmq_gw_outbox_init(struct cmq_gw_outbox *ctx, MQTTClient_persistence *p, const char *state_dir,
+                        bool sync)
 {
 	ctx->dir = state_dir;
+	ctx->sync = sync;
 	ctx->ob = NULL;
 	memset(p, 0, sizeof(*p));
 	p->context = ctx;

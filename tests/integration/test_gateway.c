@@ -529,7 +529,8 @@ static void check_air_scrubbed(const struct cmq_h_msg *m, int precision, const c
 
 static void TEST_pipeline_end_to_end(void)
 {
-	struct cmq_gwe_opts o = {.share_group = "t1"};
+	/* state_sync: the outbox fdatasyncs each record (the slow, power-safe path). */
+	struct cmq_gwe_opts o = {.share_group = "t1", .extra = {"state_sync", "1"}};
 	struct cmq_gwe g;
 	struct cmq_gwe_sink dash;
 	struct cmq_gwe_metrics m;

@@ -210,6 +210,28 @@ static void TEST_deferred_records(void)
 	CU_ASSERT_EQUAL(cmq_test_live_allocations(), 0);
 }
 
+/* With sync on, every write is also flushed to the disk; what is stored is the same. */
+static void TEST_sync_mode(void)
+{
+	const char *path = log_path("sync.log");
+	struct iovec v = {(void *)"v", 1};
+	struct cmq_kvlog *kv = NULL;
+	struct cmq_diag d;
+
+	cmq_diag_init(&d);
+	CU_ASSERT_EQUAL_FATAL(cmq_kvlog_open(path, true, &d, &kv), CMQ_OK);
+	cmq_diag_cleanup(&d);
+	CU_ASSERT_EQUAL(cmq_kvlog_put(kv, "c-1", &v, 1, false), CMQ_OK);
+	CU_ASSERT_EQUAL(cmq_kvlog_put(kv, "s-1", &v, 1, true), CMQ_OK);
+	CU_ASSERT_EQUAL(cmq_kvlog_flush(kv), CMQ_OK);
+	cmq_kvlog_close(kv);
+	kv = open_ok(path);
+	CU_ASSERT(has(kv, "c-1", "v"));
+	CU_ASSERT(has(kv, "s-1", "v"));
+	cmq_kvlog_close(kv);
+	CU_ASSERT_EQUAL(cmq_test_live_allocations(), 0);
+}
+
 static void TEST_bad_arguments_and_io(void)
 {
 	struct cmq_kvlog *kv = open_ok(log_path("bad.log"));
@@ -274,6 +296,7 @@ int main(void)
 	    {"torn tail is cut off", TEST_torn_tail_is_cut_off},
 	    {"compaction keeps live records", TEST_compaction_keeps_live_records},
 	    {"deferred records", TEST_deferred_records},
+	    {"sync mode", TEST_sync_mode},
 	    {"bad arguments and io", TEST_bad_arguments_and_io},
 	    {"oom sweep", TEST_oom_sweep},
 	    {NULL, NULL},
