@@ -73,7 +73,7 @@ GATEWAY_OBJ := $(GATEWAY_SRC:%.c=$(BUILD)/%.o)
 GATEWAY := $(BUILD)/civicmq-gateway
 CORE_LIB := $(BUILD)/libcivicmq_core.a
 PLUGIN := $(BUILD)/civicmq_plugin.so
-TOOLS := $(BUILD)/civicmq-passwd
+TOOLS := $(BUILD)/civicmq-passwd $(BUILD)/civicmq-sim $(BUILD)/civicmq-dash
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%)
 ITEST_BIN := $(ITEST_SRC:tests/integration/%.c=$(BUILD)/tests/integration/%)
 ITEST_HELPER_OBJ := $(ITEST_HELPER_SRC:%.c=$(BUILD)/%.o)
@@ -115,6 +115,13 @@ $(GATEWAY): $(GATEWAY_OBJ) $(CORE_LIB)
 
 $(BUILD)/civicmq-passwd: $(BUILD)/tools/civicmq-passwd.o $(CORE_LIB)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+# The sensor simulator and the dashboard client: libmosquitto (MQTT v5, TLS) clients.
+$(BUILD)/civicmq-sim: $(BUILD)/tools/civicmq-sim.o $(BUILD)/tools/sim_payloads.o $(CORE_LIB)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) -lmosquitto
+
+$(BUILD)/civicmq-dash: $(BUILD)/tools/civicmq-dash.o $(CORE_LIB)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) -lmosquitto
 
 passwd: $(BUILD)/civicmq-passwd
 	@$(BUILD)/civicmq-passwd
@@ -262,4 +269,5 @@ clean:
 
 -include $(CORE_OBJ:.o=.d) $(PLUGIN_OBJ:.o=.d) $(GATEWAY_OBJ:.o=.d) $(UNIT_BIN:=.d) $(ITEST_BIN:=.d) \
 	$(ITEST_HELPER_OBJ:.o=.d) $(BENCH_BIN:=.d) $(BUILD)/tests/unit/cmq_test.d \
-	$(BUILD)/tools/civicmq-passwd.d
+	$(BUILD)/tools/civicmq-passwd.d $(BUILD)/tools/civicmq-sim.d $(BUILD)/tools/sim_payloads.d \
+	$(BUILD)/tools/civicmq-dash.d
