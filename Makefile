@@ -117,10 +117,12 @@ $(BUILD)/civicmq-passwd: $(BUILD)/tools/civicmq-passwd.o $(CORE_LIB)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
 # The sensor simulator and the dashboard client: libmosquitto (MQTT v5, TLS) clients.
-$(BUILD)/civicmq-sim: $(BUILD)/tools/civicmq-sim.o $(BUILD)/tools/sim_payloads.o $(CORE_LIB)
+$(BUILD)/civicmq-sim: $(BUILD)/tools/civicmq-sim.o $(BUILD)/tools/sim_payloads.o \
+		$(BUILD)/tools/tool_opts.o $(BUILD)/tools/tool_mqtt.o $(CORE_LIB)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) -lmosquitto
 
-$(BUILD)/civicmq-dash: $(BUILD)/tools/civicmq-dash.o $(CORE_LIB)
+$(BUILD)/civicmq-dash: $(BUILD)/tools/civicmq-dash.o $(BUILD)/tools/tool_opts.o \
+		$(BUILD)/tools/tool_mqtt.o $(CORE_LIB)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) -lmosquitto
 
 passwd: $(BUILD)/civicmq-passwd
@@ -270,4 +272,5 @@ clean:
 -include $(CORE_OBJ:.o=.d) $(PLUGIN_OBJ:.o=.d) $(GATEWAY_OBJ:.o=.d) $(UNIT_BIN:=.d) $(ITEST_BIN:=.d) \
 	$(ITEST_HELPER_OBJ:.o=.d) $(BENCH_BIN:=.d) $(BUILD)/tests/unit/cmq_test.d \
 	$(BUILD)/tools/civicmq-passwd.d $(BUILD)/tools/civicmq-sim.d $(BUILD)/tools/sim_payloads.d \
-	$(BUILD)/tools/civicmq-dash.d
+	$(BUILD)/tools/civicmq-dash.d $(BUILD)/tools/tool_opts.d \
+	$(BUILD)/tools/tool_mqtt.d

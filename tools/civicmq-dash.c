@@ -17,6 +17,9 @@
  * 1 runtime failure (cannot connect, refused, connection lost, every subscription refused,
  * --timeout before --count messages); 2 usage error.
  */
+#include "tool_mqtt.h"
+#include "tool_opts.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <json.h>
@@ -60,37 +63,49 @@ struct opts {
 	int help;
 };
 
-enum opt_type { OPT_STR, OPT_LONG, OPT_TOPIC, OPT_FLAG };
+/* --topic: repeatable, each a valid subscription filter. */
+static int add_topic(void *dst, const char *v)
+{
+	struct opts *o = dst;
 
-/* One table drives parsing, validation of numbers and --help. */
-static const struct option_def {
-	const char *name;
-	enum opt_type type;
-	size_t off;
-	long min, max; /* numbers only */
-	const char *arg;
-	const char *help;
-} option_table[] = {
-    {"--host", OPT_STR, offsetof(struct opts, host), 0, 0, "HOST", "broker (default 127.0.0.1)"},
-    {"--port", OPT_LONG, offsetof(struct opts, port), 1, 65535, "N", "broker port (required)"},
-    {"--cafile", OPT_STR, offsetof(struct opts, cafile), 0, 0, "FILE",
+	if (o->ntopics == MAX_TOPICS) {
+		fprintf(stderr, PROG ": --topic \"%s\": at most %d filters\n", v, MAX_TOPICS);
+		return -1;
+	}
+	if (mosquitto_sub_topic_check(v) != MOSQ_ERR_SUCCESS) {
+		fprintf(stderr,
+		        PROG ": --topic \"%s\": not a valid subscription filter ('#' only "
+		             "last, '+' and '#' only as whole levels)\n",
+		        v);
+		return -1;
+	}
+	o->topic[o->ntopics++] = v;
+	return 0;
+}
+
+/* One table drives parsing, validation of numbers and --help (tool_opts.h). */
+static const struct tool_opt option_table[] = {
+    {"--host", TOOL_OPT_STR, offsetof(struct opts, host), 0, 0, "HOST",
+     "broker (default 127.0.0.1)"},
+    {"--port", TOOL_OPT_LONG, offsetof(struct opts, port), 1, 65535, "N", "broker port (required)"},
+    {"--cafile", TOOL_OPT_STR, offsetof(struct opts, cafile), 0, 0, "FILE",
      "CA bundle to verify the broker with (turns TLS on)"},
-    {"--username", OPT_STR, offsetof(struct opts, username), 0, 0, "NAME", "operator account"},
-    {"--password-file", OPT_STR, offsetof(struct opts, password_file), 0, 0, "FILE",
+    {"--username", TOOL_OPT_STR, offsetof(struct opts, username), 0, 0, "NAME", "operator account"},
+    {"--password-file", TOOL_OPT_STR, offsetof(struct opts, password_file), 0, 0, "FILE",
      "file whose first line is the password"},
-    {"--cert", OPT_STR, offsetof(struct opts, cert), 0, 0, "FILE",
+    {"--cert", TOOL_OPT_STR, offsetof(struct opts, cert), 0, 0, "FILE",
      "client certificate (instead of a password)"},
-    {"--key", OPT_STR, offsetof(struct opts, key), 0, 0, "FILE", "client private key"},
-    {"--client-id", OPT_STR, offsetof(struct opts, client_id), 0, 0, "ID",
+    {"--key", TOOL_OPT_STR, offsetof(struct opts, key), 0, 0, "FILE", "client private key"},
+    {"--client-id", TOOL_OPT_STR, offsetof(struct opts, client_id), 0, 0, "ID",
      "client id (default <username>-dash-<pid>)"},
-    {"--topic", OPT_TOPIC, offsetof(struct opts, topic), 0, 0, "FILTER",
-     "subscribe to FILTER (repeatable, at most 16; default city/#)"},
-    {"--count", OPT_LONG, offsetof(struct opts, count), 0, 1000000000, "N",
+    {"--topic", TOOL_OPT_CALL, offsetof(struct opts, topic), 0, 0, "FILTER",
+     "subscribe to FILTER (repeatable, at most 16; default city/#)", add_topic},
+    {"--count", TOOL_OPT_LONG, offsetof(struct opts, count), 0, 1000000000, "N",
      "exit after N messages (default 0 = until a signal)"},
-    {"--timeout", OPT_LONG, offsetof(struct opts, timeout), 0, 86400, "S",
+    {"--timeout", TOOL_OPT_LONG, offsetof(struct opts, timeout), 0, 86400, "S",
      "exit after S seconds (default 0 = none)"},
-    {"--json", OPT_FLAG, offsetof(struct opts, json), 0, 0, "", "one JSON object per message"},
-    {"--help", OPT_FLAG, offsetof(struct opts, help), 0, 0, "", "this text"},
+    {"--json", TOOL_OPT_FLAG, offsetof(struct opts, json), 0, 0, "", "one JSON object per message"},
+    {"--help", TOOL_OPT_FLAG, offsetof(struct opts, help), 0, 0, "", "this text"},
 };
 #define N_OPTIONS (sizeof(option_table) / sizeof(option_table[0]))
 
@@ -98,95 +113,17 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: " PROG " --port N [options]\n"
 	           "Subscribes (MQTT v5) and prints every message received.\n");
-	for (size_t i = 0; i < N_OPTIONS; i++)
-		fprintf(f, "  %-16s %-6s %s\n", option_table[i].name, option_table[i].arg,
-		        option_table[i].help);
+	tool_opts_usage(f, option_table, N_OPTIONS, 16);
 	fprintf(f, "Exit codes: 0 ok, 1 runtime failure or every subscription refused, "
 	           "2 usage error.\n");
-}
-
-static int set_value(const struct option_def *d, const char *v, struct opts *o)
-{
-	void *field = (char *)o + d->off;
-	char *end = NULL;
-	long n;
-
-	if (d->type == OPT_FLAG) {
-		*(int *)field = 1;
-		return 0;
-	}
-	if (*v == '\0') {
-		fprintf(stderr, PROG ": %s: empty value\n", d->name);
-		return -1;
-	}
-	switch (d->type) {
-	case OPT_STR:
-		*(const char **)field = v;
-		return 0;
-	case OPT_TOPIC:
-		if (o->ntopics == MAX_TOPICS) {
-			fprintf(stderr, PROG ": --topic \"%s\": at most %d filters\n", v,
-			        MAX_TOPICS);
-			return -1;
-		}
-		if (mosquitto_sub_topic_check(v) != MOSQ_ERR_SUCCESS) {
-			fprintf(stderr,
-			        PROG ": --topic \"%s\": not a valid subscription filter ('#' only "
-			             "last, '+' and '#' only as whole levels)\n",
-			        v);
-			return -1;
-		}
-		o->topic[o->ntopics++] = v;
-		return 0;
-	case OPT_LONG:
-	default:
-		errno = 0;
-		n = strtol(v, &end, 10);
-		if (errno != 0 || end == v || *end != '\0' || n < d->min || n > d->max) {
-			fprintf(stderr, PROG ": %s \"%s\": not an integer in %ld..%ld\n", d->name,
-			        v, d->min, d->max);
-			return -1;
-		}
-		*(long *)field = n;
-		return 0;
-	}
 }
 
 static int parse(int argc, char **argv, struct opts *o)
 {
 	memset(o, 0, sizeof(*o));
 	o->host = "127.0.0.1";
-	for (int i = 1; i < argc; i++) {
-		const char *arg = argv[i], *eq = strchr(arg, '='), *value = NULL;
-		size_t len = eq != NULL ? (size_t)(eq - arg) : strlen(arg);
-		size_t k;
-
-		for (k = 0; k < N_OPTIONS; k++) {
-			if (strlen(option_table[k].name) == len &&
-			    strncmp(arg, option_table[k].name, len) == 0)
-				break;
-		}
-		if (k == N_OPTIONS) {
-			fprintf(stderr, PROG ": unknown option \"%s\" (try --help)\n", arg);
-			return -1;
-		}
-		if (option_table[k].type == OPT_FLAG) {
-			if (eq != NULL) {
-				fprintf(stderr, PROG ": %s takes no value\n", option_table[k].name);
-				return -1;
-			}
-		} else if (eq != NULL) {
-			value = eq + 1;
-		} else if (i + 1 < argc) {
-			value = argv[++i];
-		} else {
-			fprintf(stderr, PROG ": %s needs a value (%s)\n", option_table[k].name,
-			        option_table[k].arg);
-			return -1;
-		}
-		if (set_value(&option_table[k], value, o) != 0)
-			return -1;
-	}
+	if (tool_opts_parse(PROG, option_table, N_OPTIONS, argc, argv, o) != 0)
+		return -1;
 	if (o->ntopics == 0)
 		o->topic[o->ntopics++] = "city/#";
 	return 0;
@@ -243,39 +180,12 @@ static int read_password(const char *path, char *buf, size_t n)
 }
 
 struct dash {
+	struct tool_conn conn; /* first: it is the libmosquitto user data (tool_mqtt.h) */
 	const struct opts *o;
-	int connack;          /* CONNACK reason, -1 until it arrives */
-	char *connack_reason; /* its reason-string property, or NULL (owned) */
-	bool disconnected;
-	int disconnect_rc;
 	int sub_mid[MAX_TOPICS];
 	int answered, granted; /* SUBACKs received, filters granted */
 	unsigned long received;
 };
-
-static void on_connect(struct mosquitto *mosq, void *obj, int rc, int flags,
-                       const mosquitto_property *props)
-{
-	struct dash *d = obj;
-
-	(void)mosq;
-	(void)flags;
-	d->connack = rc;
-	if (rc != 0 && d->connack_reason == NULL)
-		mosquitto_property_read_string(props, MQTT_PROP_REASON_STRING, &d->connack_reason,
-		                               false);
-}
-
-static void on_disconnect(struct mosquitto *mosq, void *obj, int rc,
-                          const mosquitto_property *props)
-{
-	struct dash *d = obj;
-
-	(void)mosq;
-	(void)props;
-	d->disconnected = true;
-	d->disconnect_rc = rc;
-}
 
 /* "Not authorized" -> "not authorized", for messages that continue a sentence. */
 static void reason_lower(int code, char *buf, size_t n)
@@ -402,58 +312,10 @@ static void on_signal(int sig)
 	stop_requested = 1;
 }
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static bool pump(struct mosquitto *mosq, struct dash *d, long long wait_ms)
-{
-	int rc;
-
-	if (wait_ms > LOOP_SLICE_MS)
-		wait_ms = LOOP_SLICE_MS;
-	if (wait_ms < 0)
-		wait_ms = 0;
-	rc = mosquitto_loop(mosq, (int)wait_ms, 1);
-	if (rc != MOSQ_ERR_SUCCESS && !d->disconnected) {
-		d->disconnected = true;
-		d->disconnect_rc = rc;
-	}
-	return !d->disconnected;
-}
-
-static int await_connack(struct mosquitto *mosq, struct dash *d, const char *who)
-{
-	long long deadline = now_ms() + CONNECT_MS;
-
-	while (d->connack < 0 && !stop_requested && now_ms() < deadline)
-		if (!pump(mosq, d, deadline - now_ms()))
-			break;
-	if (d->connack == 0)
-		return 0;
-	if (d->connack > 0)
-		fprintf(stderr, PROG ": broker refused the connection of %s: %s (0x%02x)%s%s\n",
-		        who, mosquitto_reason_string(d->connack), (unsigned)d->connack,
-		        d->connack_reason ? ": " : "", d->connack_reason ? d->connack_reason : "");
-	else if (stop_requested)
-		fprintf(stderr, PROG ": interrupted while connecting\n");
-	else if (d->disconnected)
-		fprintf(stderr, PROG ": connection of %s to %s:%ld closed before CONNACK: %s\n",
-		        who, d->o->host, d->o->port, mosquitto_strerror(d->disconnect_rc));
-	else
-		fprintf(stderr, PROG ": no CONNACK from %s:%ld within %d ms\n", d->o->host,
-		        d->o->port, CONNECT_MS);
-	return 1;
-}
-
 /* Subscribe to every filter and wait for the SUBACKs. 0 if at least one was granted. */
 static int subscribe_all(struct mosquitto *mosq, struct dash *d)
 {
-	long long deadline = now_ms() + SUBACK_MS;
+	long long deadline = tool_now_ms() + SUBACK_MS;
 
 	for (int i = 0; i < d->o->ntopics; i++) {
 		int rc = mosquitto_subscribe_v5(mosq, &d->sub_mid[i], d->o->topic[i], 1, 0, NULL);
@@ -464,12 +326,12 @@ static int subscribe_all(struct mosquitto *mosq, struct dash *d)
 			return 1;
 		}
 	}
-	while (d->answered < d->o->ntopics && !stop_requested && now_ms() < deadline)
-		if (!pump(mosq, d, deadline - now_ms()))
+	while (d->answered < d->o->ntopics && !stop_requested && tool_now_ms() < deadline)
+		if (!tool_pump(mosq, &d->conn, deadline - tool_now_ms(), LOOP_SLICE_MS))
 			break;
 	if (d->answered < d->o->ntopics) {
 		fprintf(stderr, PROG ": %s before every SUBACK arrived\n",
-		        d->disconnected ? "connection lost" : "gave up");
+		        d->conn.disconnected ? "connection lost" : "gave up");
 		return 1;
 	}
 	if (d->granted == 0) {
@@ -490,7 +352,7 @@ static int run(const struct opts *o)
 
 	memset(&d, 0, sizeof(d));
 	d.o = o;
-	d.connack = -1;
+	tool_conn_init(&d.conn);
 	password[0] = '\0';
 	if (o->password_file != NULL &&
 	    read_password(o->password_file, password, sizeof(password)) != 0)
@@ -506,8 +368,7 @@ static int run(const struct opts *o)
 		goto out;
 	}
 	mosquitto_int_option(mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
-	mosquitto_connect_v5_callback_set(mosq, on_connect);
-	mosquitto_disconnect_v5_callback_set(mosq, on_disconnect);
+	tool_conn_callbacks(mosq);
 	mosquitto_subscribe_v5_callback_set(mosq, on_subscribe);
 	mosquitto_message_v5_callback_set(mosq, on_message);
 	if (o->username != NULL &&
@@ -524,22 +385,25 @@ static int run(const struct opts *o)
 		goto out;
 	}
 	/* Started before connecting: --timeout bounds the whole run. */
-	deadline = o->timeout > 0 ? now_ms() + o->timeout * 1000 : 0;
+	deadline = o->timeout > 0 ? tool_now_ms() + o->timeout * 1000 : 0;
 	rc = mosquitto_connect_bind_v5(mosq, o->host, (int)o->port, KEEPALIVE_S, NULL, NULL);
 	if (rc != MOSQ_ERR_SUCCESS) {
 		fprintf(stderr, PROG ": cannot connect to %s:%ld: %s\n", o->host, o->port,
 		        rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
 		goto out;
 	}
-	if (await_connack(mosq, &d, who) != 0 || subscribe_all(mosq, &d) != 0)
+	if (tool_await_connack(PROG, mosq, &d.conn, &stop_requested, who, o->host, o->port,
+	                       CONNECT_MS, LOOP_SLICE_MS, NULL) != 0 ||
+	    subscribe_all(mosq, &d) != 0)
 		goto out;
-	while (!stop_requested && !d.disconnected &&
+	while (!stop_requested && !d.conn.disconnected &&
 	       (o->count == 0 || d.received < (unsigned long)o->count) &&
-	       (deadline == 0 || now_ms() < deadline))
-		pump(mosq, &d, deadline == 0 ? LOOP_SLICE_MS : deadline - now_ms());
-	if (d.disconnected && !stop_requested) {
+	       (deadline == 0 || tool_now_ms() < deadline))
+		tool_pump(mosq, &d.conn, deadline == 0 ? LOOP_SLICE_MS : deadline - tool_now_ms(),
+		          LOOP_SLICE_MS);
+	if (d.conn.disconnected && !stop_requested) {
 		fprintf(stderr, PROG ": connection lost after %lu messages: %s\n", d.received,
-		        mosquitto_strerror(d.disconnect_rc));
+		        mosquitto_strerror(d.conn.disconnect_rc));
 		goto out;
 	}
 	if (!stop_requested && o->count != 0 && d.received < (unsigned long)o->count) {
@@ -551,7 +415,7 @@ static int run(const struct opts *o)
 	mosquitto_disconnect_v5(mosq, MQTT_RC_NORMAL_DISCONNECTION, NULL);
 out:
 	mosquitto_destroy(mosq);
-	free(d.connack_reason);
+	tool_conn_cleanup(&d.conn);
 	explicit_bzero(password, sizeof(password));
 	return status;
 }

@@ -17,6 +17,8 @@
  * 2 usage error.
  */
 #include "sim_payloads.h"
+#include "tool_mqtt.h"
+#include "tool_opts.h"
 
 #include <errno.h>
 #include <math.h>
@@ -59,42 +61,34 @@ struct opts {
 	int help;
 };
 
-enum opt_type { OPT_STR, OPT_LONG, OPT_DOUBLE, OPT_FLAG };
-
-/* One table drives parsing, validation of numbers and --help. */
-static const struct option_def {
-	const char *name;
-	enum opt_type type;
-	size_t off;
-	double min, max; /* numbers only */
-	const char *arg;
-	const char *help;
-} option_table[] = {
-    {"--host", OPT_STR, offsetof(struct opts, host), 0, 0, "HOST", "broker (default 127.0.0.1)"},
-    {"--port", OPT_LONG, offsetof(struct opts, port), 1, 65535, "N", "broker port (required)"},
-    {"--cafile", OPT_STR, offsetof(struct opts, cafile), 0, 0, "FILE",
+/* One table drives parsing, validation of numbers and --help (tool_opts.h). */
+static const struct tool_opt option_table[] = {
+    {"--host", TOOL_OPT_STR, offsetof(struct opts, host), 0, 0, "HOST",
+     "broker (default 127.0.0.1)"},
+    {"--port", TOOL_OPT_LONG, offsetof(struct opts, port), 1, 65535, "N", "broker port (required)"},
+    {"--cafile", TOOL_OPT_STR, offsetof(struct opts, cafile), 0, 0, "FILE",
      "CA bundle to verify the broker with (turns TLS on)"},
-    {"--cert", OPT_STR, offsetof(struct opts, cert), 0, 0, "FILE", "device certificate (PEM)"},
-    {"--key", OPT_STR, offsetof(struct opts, key), 0, 0, "FILE", "device private key (PEM)"},
-    {"--device", OPT_STR, offsetof(struct opts, device), 0, 0, "ID",
+    {"--cert", TOOL_OPT_STR, offsetof(struct opts, cert), 0, 0, "FILE", "device certificate (PEM)"},
+    {"--key", TOOL_OPT_STR, offsetof(struct opts, key), 0, 0, "FILE", "device private key (PEM)"},
+    {"--device", TOOL_OPT_STR, offsetof(struct opts, device), 0, 0, "ID",
      "device id = certificate CN = client id (required)"},
-    {"--district", OPT_STR, offsetof(struct opts, district), 0, 0, "NAME",
+    {"--district", TOOL_OPT_STR, offsetof(struct opts, district), 0, 0, "NAME",
      "district topic level (default north)"},
-    {"--kind", OPT_STR, offsetof(struct opts, kind), 0, 0, "KIND",
+    {"--kind", TOOL_OPT_STR, offsetof(struct opts, kind), 0, 0, "KIND",
      "air|noise|footfall|parking|anpr|meter|camera (default air)"},
-    {"--rate", OPT_DOUBLE, offsetof(struct opts, rate), 0.01, 1000, "N",
+    {"--rate", TOOL_OPT_DOUBLE, offsetof(struct opts, rate), 0.01, 1000, "N",
      "messages per second (0.01..1000, default 1)"},
-    {"--count", OPT_LONG, offsetof(struct opts, count), 0, 1000000000, "N",
+    {"--count", TOOL_OPT_LONG, offsetof(struct opts, count), 0, 1000000000, "N",
      "messages to send (default 10; 0 = until SIGINT/SIGTERM)"},
-    {"--qos", OPT_LONG, offsetof(struct opts, qos), 0, 1, "0|1", "QoS (default 1)"},
-    {"--seed", OPT_LONG, offsetof(struct opts, seed), 0, 2147483647, "N",
+    {"--qos", TOOL_OPT_LONG, offsetof(struct opts, qos), 0, 1, "0|1", "QoS (default 1)"},
+    {"--seed", TOOL_OPT_LONG, offsetof(struct opts, seed), 0, 2147483647, "N",
      "random seed for the readings (default 1)"},
-    {"--canaries", OPT_FLAG, offsetof(struct opts, canaries), 0, 0, "",
+    {"--canaries", TOOL_OPT_FLAG, offsetof(struct opts, canaries), 0, 0, "",
      "plant personal data (MACs, plates, e-mail, phones, resident ids)"},
-    {"--resident", OPT_STR, offsetof(struct opts, resident), 0, 0, "ID",
+    {"--resident", TOOL_OPT_STR, offsetof(struct opts, resident), 0, 0, "ID",
      "resident id for --kind meter (default derived from the device)"},
-    {"--verbose", OPT_FLAG, offsetof(struct opts, verbose), 0, 0, "", "print each payload"},
-    {"--help", OPT_FLAG, offsetof(struct opts, help), 0, 0, "", "this text"},
+    {"--verbose", TOOL_OPT_FLAG, offsetof(struct opts, verbose), 0, 0, "", "print each payload"},
+    {"--help", TOOL_OPT_FLAG, offsetof(struct opts, help), 0, 0, "", "this text"},
 };
 #define N_OPTIONS (sizeof(option_table) / sizeof(option_table[0]))
 
@@ -104,58 +98,8 @@ static void usage(FILE *f)
 	        "usage: " PROG " --port N --device ID [options]\n"
 	        "Publishes simulated sensor readings to raw/<district>/<kind>/<device> (MQTT v5)."
 	        "\n");
-	for (size_t i = 0; i < N_OPTIONS; i++)
-		fprintf(f, "  %-12s %-6s %s\n", option_table[i].name, option_table[i].arg,
-		        option_table[i].help);
+	tool_opts_usage(f, option_table, N_OPTIONS, 12);
 	fprintf(f, "Exit codes: 0 all accepted, 1 runtime failure or refusal, 2 usage error.\n");
-}
-
-static int set_value(const struct option_def *d, const char *v, struct opts *o)
-{
-	char *end = NULL;
-	void *field = (char *)o + d->off;
-
-	switch (d->type) {
-	case OPT_STR:
-		if (*v == '\0') {
-			fprintf(stderr, PROG ": %s: empty value\n", d->name);
-			return -1;
-		}
-		*(const char **)field = v;
-		return 0;
-	case OPT_LONG: {
-		long n;
-
-		errno = 0;
-		n = strtol(v, &end, 10);
-		if (errno != 0 || end == v || *end != '\0' || n < (long)d->min ||
-		    n > (long)d->max) {
-			fprintf(stderr, PROG ": %s \"%s\": not an integer in %.0f..%.0f\n", d->name,
-			        v, d->min, d->max);
-			return -1;
-		}
-		*(long *)field = n;
-		return 0;
-	}
-	case OPT_DOUBLE: {
-		double x;
-
-		errno = 0;
-		x = strtod(v, &end);
-		if (errno != 0 || end == v || *end != '\0' || !isfinite(x) || x < d->min ||
-		    x > d->max) {
-			fprintf(stderr, PROG ": %s \"%s\": not a number in %g..%g\n", d->name, v,
-			        d->min, d->max);
-			return -1;
-		}
-		*(double *)field = x;
-		return 0;
-	}
-	case OPT_FLAG:
-	default:
-		*(int *)field = 1;
-		return 0;
-	}
 }
 
 static int parse(int argc, char **argv, struct opts *o)
@@ -168,38 +112,7 @@ static int parse(int argc, char **argv, struct opts *o)
 	o->count = 10;
 	o->qos = 1;
 	o->seed = 1;
-	for (int i = 1; i < argc; i++) {
-		const char *arg = argv[i], *eq = strchr(arg, '='), *value = NULL;
-		size_t len = eq != NULL ? (size_t)(eq - arg) : strlen(arg);
-		size_t k;
-
-		for (k = 0; k < N_OPTIONS; k++) {
-			if (strlen(option_table[k].name) == len &&
-			    strncmp(arg, option_table[k].name, len) == 0)
-				break;
-		}
-		if (k == N_OPTIONS) {
-			fprintf(stderr, PROG ": unknown option \"%s\" (try --help)\n", arg);
-			return -1;
-		}
-		if (option_table[k].type == OPT_FLAG) {
-			if (eq != NULL) {
-				fprintf(stderr, PROG ": %s takes no value\n", option_table[k].name);
-				return -1;
-			}
-		} else if (eq != NULL) {
-			value = eq + 1;
-		} else if (i + 1 < argc) {
-			value = argv[++i];
-		} else {
-			fprintf(stderr, PROG ": %s needs a value (%s)\n", option_table[k].name,
-			        option_table[k].arg);
-			return -1;
-		}
-		if (set_value(&option_table[k], value, o) != 0)
-			return -1;
-	}
-	return 0;
+	return tool_opts_parse(PROG, option_table, N_OPTIONS, argc, argv, o);
 }
 
 /* Cross-option checks, after parsing. */
@@ -247,38 +160,11 @@ static int validate(const struct opts *o, enum cmq_sim_kind *kind)
 }
 
 struct sim {
+	struct tool_conn conn; /* first: it is the libmosquitto user data (tool_mqtt.h) */
 	const struct opts *o;
-	int connack;          /* CONNACK reason, -1 until it arrives */
-	char *connack_reason; /* the CONNACK's reason-string property, or NULL (owned) */
-	bool disconnected;    /* the connection is gone */
-	int disconnect_rc;    /* on_disconnect's rc */
 	unsigned long published, sent, refused;
 	unsigned long refused_by[256]; /* refusals per PUBACK reason code */
 };
-
-static void on_connect(struct mosquitto *mosq, void *obj, int rc, int flags,
-                       const mosquitto_property *props)
-{
-	struct sim *s = obj;
-
-	(void)mosq;
-	(void)flags;
-	s->connack = rc;
-	if (rc != 0 && s->connack_reason == NULL)
-		mosquitto_property_read_string(props, MQTT_PROP_REASON_STRING, &s->connack_reason,
-		                               false);
-}
-
-static void on_disconnect(struct mosquitto *mosq, void *obj, int rc,
-                          const mosquitto_property *props)
-{
-	struct sim *s = obj;
-
-	(void)mosq;
-	(void)props;
-	s->disconnected = true;
-	s->disconnect_rc = rc;
-}
 
 static void on_publish(struct mosquitto *mosq, void *obj, int mid, int reason,
                        const mosquitto_property *props)
@@ -302,31 +188,6 @@ static void on_signal(int sig)
 	stop_requested = 1;
 }
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* One bounded slice of network work; false if the connection is unusable. */
-static bool pump(struct mosquitto *mosq, struct sim *s, long long wait_ms)
-{
-	int rc;
-
-	if (wait_ms > LOOP_SLICE_MS)
-		wait_ms = LOOP_SLICE_MS;
-	if (wait_ms < 0)
-		wait_ms = 0;
-	rc = mosquitto_loop(mosq, (int)wait_ms, 1);
-	if (rc != MOSQ_ERR_SUCCESS && !s->disconnected) {
-		s->disconnected = true;
-		s->disconnect_rc = rc;
-	}
-	return !s->disconnected;
-}
-
 static const char *reason_text(int code)
 {
 	return mosquitto_reason_string(code);
@@ -346,50 +207,21 @@ static void summary(const struct sim *s)
 	fflush(stdout);
 }
 
-/* Wait for the CONNACK. 0 connected, 1 failure (reported). */
-static int await_connack(struct mosquitto *mosq, struct sim *s)
-{
-	long long deadline = now_ms() + CONNECT_MS;
-
-	while (s->connack < 0 && !stop_requested && now_ms() < deadline)
-		if (!pump(mosq, s, deadline - now_ms()))
-			break;
-	if (s->connack > 0) {
-		fprintf(stderr, PROG ": broker refused the connection of %s: %s (0x%02x)%s%s\n",
-		        s->o->device, reason_text(s->connack), (unsigned)s->connack,
-		        s->connack_reason ? ": " : "", s->connack_reason ? s->connack_reason : "");
-		return 1;
-	}
-	if (s->connack == 0)
-		return 0;
-	if (stop_requested)
-		fprintf(stderr, PROG ": interrupted while connecting\n");
-	else if (s->disconnected)
-		fprintf(stderr,
-		        PROG ": connection of %s to %s:%ld closed before CONNACK: %s "
-		             "(certificate rejected during the TLS handshake?)\n",
-		        s->o->device, s->o->host, s->o->port, mosquitto_strerror(s->disconnect_rc));
-	else
-		fprintf(stderr, PROG ": no CONNACK from %s:%ld within %d ms\n", s->o->host,
-		        s->o->port, CONNECT_MS);
-	return 1;
-}
-
 /* Publish at the requested rate. 0, or 1 on a local publish failure (reported). */
 static int send_all(struct mosquitto *mosq, struct sim *s, struct cmq_sim_gen *gen,
                     const char *topic)
 {
 	const struct opts *o = s->o;
-	long long start = now_ms();
+	long long start = tool_now_ms();
 	char payload[PAYLOAD_MAX];
 
 	for (unsigned long i = 0; (o->count == 0 || i < (unsigned long)o->count); i++) {
 		long long due = start + (long long)((double)i * 1000.0 / o->rate);
 		int len, rc, mid = 0;
 
-		while (!stop_requested && !s->disconnected && now_ms() < due)
-			pump(mosq, s, due - now_ms());
-		if (stop_requested || s->disconnected)
+		while (!stop_requested && !s->conn.disconnected && tool_now_ms() < due)
+			tool_pump(mosq, &s->conn, due - tool_now_ms(), LOOP_SLICE_MS);
+		if (stop_requested || s->conn.disconnected)
 			break;
 		len = cmq_sim_payload(gen, payload, sizeof(payload));
 		if (len < 0) {
@@ -406,17 +238,18 @@ static int send_all(struct mosquitto *mosq, struct sim *s, struct cmq_sim_gen *g
 		s->published++;
 		if (o->verbose)
 			printf("%s %s\n", topic, payload);
-		pump(mosq, s, 0);
+		tool_pump(mosq, &s->conn, 0, LOOP_SLICE_MS);
 	}
 	return 0;
 }
 
 static void drain_acks(struct mosquitto *mosq, struct sim *s)
 {
-	long long deadline = now_ms() + ACK_DRAIN_MS;
+	long long deadline = tool_now_ms() + ACK_DRAIN_MS;
 
-	while (s->sent + s->refused < s->published && !s->disconnected && now_ms() < deadline)
-		pump(mosq, s, deadline - now_ms());
+	while (s->sent + s->refused < s->published && !s->conn.disconnected &&
+	       tool_now_ms() < deadline)
+		tool_pump(mosq, &s->conn, deadline - tool_now_ms(), LOOP_SLICE_MS);
 }
 
 static int run(const struct opts *o, enum cmq_sim_kind kind)
@@ -429,7 +262,7 @@ static int run(const struct opts *o, enum cmq_sim_kind kind)
 
 	memset(&s, 0, sizeof(s));
 	s.o = o;
-	s.connack = -1;
+	tool_conn_init(&s.conn);
 	snprintf(topic, sizeof(topic), "raw/%s/%s/%s", o->district, cmq_sim_kind_name(kind),
 	         o->device);
 	cmq_sim_gen_init(&gen, kind, o->device, o->district, o->resident, o->canaries != 0,
@@ -441,8 +274,7 @@ static int run(const struct opts *o, enum cmq_sim_kind kind)
 		return 1;
 	}
 	mosquitto_int_option(mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
-	mosquitto_connect_v5_callback_set(mosq, on_connect);
-	mosquitto_disconnect_v5_callback_set(mosq, on_disconnect);
+	tool_conn_callbacks(mosq);
 	mosquitto_publish_v5_callback_set(mosq, on_publish);
 	if (o->cafile != NULL) {
 		rc = mosquitto_tls_set(mosq, o->cafile, NULL, o->cert, o->key, NULL);
@@ -461,7 +293,9 @@ static int run(const struct opts *o, enum cmq_sim_kind kind)
 		        o->port, rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
 		goto out;
 	}
-	if (await_connack(mosq, &s) != 0)
+	if (tool_await_connack(PROG, mosq, &s.conn, &stop_requested, o->device, o->host, o->port,
+	                       CONNECT_MS, LOOP_SLICE_MS,
+	                       "(certificate rejected during the TLS handshake?)") != 0)
 		goto out;
 	if (send_all(mosq, &s, &gen, topic) != 0) {
 		drain_acks(mosq, &s);
@@ -470,16 +304,16 @@ static int run(const struct opts *o, enum cmq_sim_kind kind)
 	}
 	drain_acks(mosq, &s);
 	summary(&s);
-	if (s.disconnected) {
+	if (s.conn.disconnected) {
 		fprintf(stderr, PROG ": %s lost its connection: %s\n", o->device,
-		        mosquitto_strerror(s.disconnect_rc));
+		        mosquitto_strerror(s.conn.disconnect_rc));
 		goto out;
 	}
 	status = (s.refused == 0 && s.sent == s.published) ? 0 : 1;
 	mosquitto_disconnect_v5(mosq, MQTT_RC_NORMAL_DISCONNECTION, NULL);
 out:
 	mosquitto_destroy(mosq);
-	free(s.connack_reason);
+	tool_conn_cleanup(&s.conn);
 	return status;
 }
 
