@@ -19,6 +19,7 @@
  */
 #include "canary.h"
 #include "civicmq_env.h"
+#include "itest.h"
 #include "gateway_env.h"
 
 #include <CUnit/Basic.h>
@@ -1837,27 +1838,9 @@ static void TEST_broker_restart_reconnects(void)
 	finish_gw(&g);
 }
 
-/* Whether name is one of the comma-separated names in list. */
-static bool listed(const char *list, const char *name)
-{
-	size_t n = strlen(name);
-
-	for (const char *p = list; p != NULL && *p != '\0'; p = strchr(p, ','), p = p ? p + 1 : p) {
-		if (strncmp(p, name, n) == 0 && (p[n] == ',' || p[n] == '\0'))
-			return true;
-	}
-	return false;
-}
-
 int main(void)
 {
-	const char *only = getenv("CMQ_TEST_ONLY");
-	CU_pSuite s;
-	unsigned failures;
-	static const struct {
-		const char *name;
-		void (*fn)(void);
-	} tests[] = {
+	static const struct cmq_itest tests[] = {
 	    {"pipeline_end_to_end", TEST_pipeline_end_to_end},
 	    {"no_canary_leaks", TEST_no_canary_leaks},
 	    {"consent_grant_and_withdraw", TEST_consent_grant_and_withdraw},
@@ -1870,18 +1853,6 @@ int main(void)
 	    {"broker_restart_reconnects", TEST_broker_restart_reconnects},
 	};
 
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 2;
-	s = CU_add_suite("gateway", suite_init, suite_cleanup);
-	for (size_t i = 0; s != NULL && i < sizeof(tests) / sizeof(tests[0]); i++) {
-		/* CMQ_TEST_ONLY=name[,name...] runs just those tests. */
-		if (only != NULL && !listed(only, tests[i].name))
-			continue;
-		CU_add_test(s, tests[i].name, tests[i].fn);
-	}
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failures = CU_get_number_of_tests_failed() + CU_get_number_of_suites_failed();
-	CU_cleanup_registry();
-	return failures > 0 ? 1 : 0;
+	return cmq_itest_run("gateway", suite_init, suite_cleanup, tests,
+	                     sizeof(tests) / sizeof(tests[0]));
 }

@@ -7,6 +7,7 @@
  * work end to end. Reload tests change the files, send SIGHUP and watch connected clients.
  */
 #include "civicmq_env.h"
+#include "itest.h"
 
 #include "acl.h"
 #include "error.h"
@@ -579,12 +580,7 @@ static void TEST_broken_policy_at_start_refuses_to_start(void)
 
 int main(void)
 {
-	CU_pSuite s;
-	unsigned failures;
-	static const struct {
-		const char *name;
-		void (*fn)(void);
-	} tests[] = {
+	static const struct cmq_itest tests[] = {
 	    {"connect_matrix", TEST_connect_matrix},
 	    {"acl_matrix", TEST_acl_matrix},
 	    {"provenance_stamped_and_not_forgeable", TEST_provenance_stamped_and_not_forgeable},
@@ -601,14 +597,6 @@ int main(void)
 	     TEST_broken_policy_at_start_refuses_to_start},
 	};
 
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 2;
-	s = CU_add_suite("plugin", suite_init, suite_cleanup);
-	for (size_t i = 0; s != NULL && i < sizeof(tests) / sizeof(tests[0]); i++)
-		CU_add_test(s, tests[i].name, tests[i].fn);
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failures = CU_get_number_of_tests_failed() + CU_get_number_of_suites_failed();
-	CU_cleanup_registry();
-	return failures > 0 ? 1 : 0;
+	return cmq_itest_run("plugin", suite_init, suite_cleanup, tests,
+	                     sizeof(tests) / sizeof(tests[0]));
 }

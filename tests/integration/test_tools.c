@@ -5,6 +5,7 @@
  * judged by its exit status and its output (stdout and stderr share one log file).
  */
 #include "civicmq_env.h"
+#include "itest.h"
 
 #include <CUnit/Basic.h>
 #include <errno.h>
@@ -258,12 +259,7 @@ static void TEST_dash_json_receives_provenance(void)
 
 int main(void)
 {
-	CU_pSuite s;
-	unsigned failures;
-	static const struct {
-		const char *name;
-		void (*fn)(void);
-	} tests[] = {
+	static const struct cmq_itest tests[] = {
 	    {"sim_air_accepted", TEST_sim_air_accepted},
 	    {"sim_blocked_vendor_refused", TEST_sim_blocked_vendor_refused},
 	    {"sim_restricted_vendor_publish_refused", TEST_sim_restricted_vendor_publish_refused},
@@ -272,14 +268,6 @@ int main(void)
 	    {"dash_json_receives_provenance", TEST_dash_json_receives_provenance},
 	};
 
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 2;
-	s = CU_add_suite("tools", suite_init, suite_cleanup);
-	for (size_t i = 0; s != NULL && i < sizeof(tests) / sizeof(tests[0]); i++)
-		CU_add_test(s, tests[i].name, tests[i].fn);
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failures = CU_get_number_of_tests_failed() + CU_get_number_of_suites_failed();
-	CU_cleanup_registry();
-	return failures > 0 ? 1 : 0;
+	return cmq_itest_run("tools", suite_init, suite_cleanup, tests,
+	                     sizeof(tests) / sizeof(tests[0]));
 }
