@@ -2,7 +2,8 @@
 #
 #   make            build everything into build/ (installs missing Debian packages first)
 #   make test       lint, unit tests (plain and ASan+UBSan), fuzz regression, install check,
-#                   integration tests (also with the broker under valgrind)
+#                   docker check, integration tests (also with the broker under valgrind)
+#   make docker-check  the Docker files and the systemd unit, without a Docker engine
 #   make lint       clang-format check and banned-call grep
 #   make format     rewrite sources with clang-format
 #   make bench      benchmarks (see bench/README.md); results go to bench/RESULTS.md by hand
@@ -25,6 +26,7 @@ LIBDIR ?= $(PREFIX)/lib/civicmq
 BINDIR ?= $(PREFIX)/bin
 SYSCONFDIR ?= /etc/civicmq
 DOCDIR ?= $(PREFIX)/share/doc/civicmq
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 
 SAN ?= 0
 WERROR ?= 0
@@ -74,7 +76,7 @@ GATEWAY_OBJ := $(GATEWAY_SRC:%.c=$(BUILD)/%.o)
 GATEWAY := $(BUILD)/civicmq-gateway
 CORE_LIB := $(BUILD)/libcivicmq_core.a
 PLUGIN := $(BUILD)/civicmq_plugin.so
-TOOLS := $(BUILD)/civicmq-passwd $(BUILD)/civicmq-sim $(BUILD)/civicmq-dash
+TOOLS := $(BUILD)/civicmq-passwd $(BUILD)/civicmq-sim $(BUILD)/civicmq-dash $(BUILD)/civicmq-admin
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%)
 ITEST_BIN := $(ITEST_SRC:tests/integration/%.c=$(BUILD)/tests/integration/%)
 ITEST_HELPER_OBJ := $(ITEST_HELPER_SRC:%.c=$(BUILD)/%.o)
@@ -84,7 +86,7 @@ BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 DEPS_STAMP := $(BUILD)/.deps-ok
 
 .PHONY: all deps test unit unit-san integration integration-valgrind fuzz fuzz-regress lint format install \
-	install-check uninstall clean bench demo passwd
+	install-check uninstall clean bench demo passwd docker-check
 
 all: $(DEPS_STAMP) $(CORE_LIB) $(PLUGIN) $(GATEWAY) $(TOOLS)
 
@@ -124,6 +126,11 @@ $(BUILD)/civicmq-sim: $(BUILD)/tools/civicmq-sim.o $(BUILD)/tools/sim_payloads.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) -lmosquitto
 
 $(BUILD)/civicmq-dash: $(BUILD)/tools/civicmq-dash.o $(BUILD)/tools/tool_opts.o \
+		$(BUILD)/tools/tool_mqtt.o $(CORE_LIB)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) -lmosquitto
+
+# The administration tool: offline on the files, online through $CONTROL/civicmq/v1.
+$(BUILD)/civicmq-admin: $(BUILD)/tools/civicmq-admin.o $(BUILD)/tools/tool_opts.o \
 		$(BUILD)/tools/tool_mqtt.o $(CORE_LIB)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) -lmosquitto
 
@@ -167,6 +174,12 @@ integration-valgrind: all $(ITEST_BIN)
 		CMQ_MOSQUITTO=$(CURDIR)/tests/integration/valgrind-mosquitto \
 		$(BUILD)/tests/integration/test_plugin >$(BUILD)/valgrind/test.log 2>&1 || \
 		{ tail -n 40 $(BUILD)/valgrind/test.log; exit 1; }
+	@echo "== $(BUILD)/tests/integration/test_admin (broker under valgrind: the control API)"
+	@CMQ_BUILD=$(BUILD) CMQ_SRC=$(CURDIR) CMQ_PKI_DIR=$(CURDIR)/$(BUILD)/pki \
+		CMQ_VG_DIR=$(CURDIR)/$(BUILD)/valgrind \
+		CMQ_MOSQUITTO=$(CURDIR)/tests/integration/valgrind-mosquitto \
+		$(BUILD)/tests/integration/test_admin >$(BUILD)/valgrind/admin-test.log 2>&1 || \
+		{ tail -n 40 $(BUILD)/valgrind/admin-test.log; exit 1; }
 	@sh tests/integration/check-valgrind $(BUILD)/valgrind
 	@echo "== $(BUILD)/tests/integration/test_gateway (the gateway under valgrind)"
 	@CMQ_BUILD=$(BUILD) CMQ_SRC=$(CURDIR) CMQ_PKI_DIR=$(CURDIR)/$(BUILD)/pki \
@@ -208,6 +221,7 @@ test: lint
 	@$(MAKE) --no-print-directory unit-san
 	@$(MAKE) --no-print-directory fuzz-regress
 	@$(MAKE) --no-print-directory install-check
+	@$(MAKE) --no-print-directory docker-check
 	@$(MAKE) --no-print-directory integration
 	@$(MAKE) --no-print-directory integration-valgrind
 	@echo "civicmq: all tests passed"
@@ -233,7 +247,7 @@ format:
 # ---- install ----
 install: all
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR) \
-		$(DESTDIR)$(DOCDIR)/examples
+		$(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(SYSTEMDUNITDIR)
 	install -m 0644 $(PLUGIN) $(DESTDIR)$(LIBDIR)/civicmq_plugin.so
 	install -m 0755 $(TOOLS) $(GATEWAY) $(DESTDIR)$(BINDIR)/
 	install -m 0755 certs/civicmq-pki $(DESTDIR)$(BINDIR)/civicmq-pki
@@ -246,6 +260,12 @@ install: all
 		t=$(DESTDIR)$(SYSCONFDIR)/$$(basename $$f); \
 		if [ -e "$$t" ]; then echo "keeping existing $$t"; \
 		else install -m 0640 $$f "$$t"; fi; done
+	@# The unit names the default install paths; rewrite them for this PREFIX and SYSCONFDIR.
+	sed -e 's|/usr/local/bin/|$(BINDIR)/|g' -e 's|/usr/local/share/doc/civicmq/|$(DOCDIR)/|g' \
+		-e 's|/etc/civicmq|$(SYSCONFDIR)|g' config/civicmq-gateway.service \
+		>$(BUILD)/civicmq-gateway.service
+	install -m 0644 $(BUILD)/civicmq-gateway.service \
+		$(DESTDIR)$(SYSTEMDUNITDIR)/civicmq-gateway.service
 
 # `make test` checks that install works into a staging directory, and that the plugin
 # exports nothing but Mosquitto's three entry points.
@@ -258,7 +278,8 @@ install-check: all
 	@for f in usr/lib/civicmq/civicmq_plugin.so usr/bin/civicmq-passwd usr/bin/civicmq-pki \
 		usr/bin/civicmq-gateway etc/civicmq/gateway.conf \
 		etc/civicmq/policy.json etc/civicmq/mosquitto.conf \
-		usr/share/doc/civicmq/configuration.md usr/share/doc/civicmq/examples/vendors.json; do \
+		usr/share/doc/civicmq/configuration.md usr/share/doc/civicmq/examples/vendors.json \
+		usr/lib/systemd/system/civicmq-gateway.service usr/bin/civicmq-admin; do \
 		test -e $(BUILD)/stage/$$f || { echo "install-check: $$f missing"; exit 1; }; done
 	@echo '{}' > $(BUILD)/stage/etc/civicmq/policy.json
 	@$(MAKE) --no-print-directory install DESTDIR=$(CURDIR)/$(BUILD)/stage PREFIX=/usr >/dev/null
@@ -270,9 +291,14 @@ install-check: all
 	@echo "install-check: ok"
 
 uninstall:
-	rm -f $(DESTDIR)$(LIBDIR)/civicmq_plugin.so $(DESTDIR)$(BINDIR)/civicmq-passwd \
-		$(DESTDIR)$(BINDIR)/civicmq-pki
+	rm -f $(DESTDIR)$(LIBDIR)/civicmq_plugin.so $(DESTDIR)$(BINDIR)/civicmq-pki \
+		$(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(TOOLS) $(GATEWAY))) \
+		$(DESTDIR)$(SYSTEMDUNITDIR)/civicmq-gateway.service
 	@echo "configuration in $(DESTDIR)$(SYSCONFDIR) is left in place"
+
+# The Docker deployment and the systemd unit, checked without a Docker engine (docker/check.sh).
+docker-check: all
+	@BUILD=$(BUILD) sh docker/check.sh
 
 clean:
 	rm -rf build
@@ -281,4 +307,4 @@ clean:
 	$(ITEST_HELPER_OBJ:.o=.d) $(BENCH_BIN:=.d) $(BUILD)/tests/unit/cmq_test.d \
 	$(BUILD)/tools/civicmq-passwd.d $(BUILD)/tools/civicmq-sim.d $(BUILD)/tools/sim_payloads.d \
 	$(BUILD)/tools/civicmq-dash.d $(BUILD)/tools/tool_opts.d \
-	$(BUILD)/tools/tool_mqtt.d $(BUILD)/demo/civicmq-demo.d
+	$(BUILD)/tools/tool_mqtt.d $(BUILD)/demo/civicmq-demo.d $(BUILD)/tools/civicmq-admin.d

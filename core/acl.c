@@ -135,6 +135,13 @@ enum cmq_decision cmq_acl_check(const struct cmq_policy *p, const struct cmq_acl
 	}
 	if (len == 0)
 		return deny(out, CMQ_REASON_BAD_TOPIC);
+	if (req->access == CMQ_ACCESS_WRITE && len == sizeof(CMQ_CONTROL_TOPIC) - 1 &&
+	    memcmp(topic, CMQ_CONTROL_TOPIC, len) == 0) {
+		if (out->who.kind == CMQ_PRINCIPAL_OPERATOR && out->who.role != NULL &&
+		    out->who.role->kind == CMQ_ROLE_ADMIN)
+			return allow(out);
+		return deny(out, CMQ_REASON_CONTROL_FORBIDDEN);
+	}
 	if (topic[0] == '$')
 		return deny(out, CMQ_REASON_RESERVED_TOPIC);
 

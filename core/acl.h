@@ -65,6 +65,9 @@ const char *cmq_access_name(enum cmq_access a);
  * than four because each property costs the broker three allocations and a UTF-8 check
  * per message (bench/RESULTS.md). Clients may not set any property named civicmq-*.
  */
+/* The administrative request topic (admin.h); only the admin role may publish to it. */
+#define CMQ_CONTROL_TOPIC "$CONTROL/civicmq/v1"
+
 #define CMQ_PROP_PREFIX     "civicmq-"
 #define CMQ_PROP_PROVENANCE "civicmq-provenance"
 #define CMQ_PROVENANCE_MAX  (CMQ_ID_FIELD_MAX + CMQ_ID_MAX + CMQ_STAMP_MAX + 32)

@@ -57,7 +57,8 @@ enum cmq_decision { CMQ_DENY = 0, CMQ_ALLOW = 1 };
 	X(RESERVED_TOPIC, "topics starting with '$' are reserved")                                 \
 	X(BAD_TOPIC, "topic or filter is malformed")                                               \
 	X(EXPLICIT_DENY, "an explicit deny of the role matches")                                   \
-	X(NO_GRANT, "no grant of the role allows this (default deny)")
+	X(NO_GRANT, "no grant of the role allows this (default deny)")                             \
+	X(CONTROL_FORBIDDEN, "only the admin role may use the civicmq control API")
 
 enum cmq_reason {
 #define CMQ_REASON_ENUM(name, text) CMQ_REASON_##name,

@@ -332,6 +332,28 @@ static void load_json_file(struct cmq_load *l, const char *path, uint8_t digest[
 	json_object_put(root);
 }
 
+/* The same for a document given as text (reported under path). */
+static void load_json_text(struct cmq_load *l, const char *path, const char *text, size_t len,
+                           uint8_t digest[32],
+                           void (*fn)(struct cmq_load *, const char *, struct json_object *))
+{
+	struct json_object *root = NULL;
+
+	SHA256((const unsigned char *)text, len, digest);
+	if (len > CMQ_POLICY_MAX_FILE) {
+		cmq_diag_add(l->diag, CMQ_DIAG_ERROR, cmq_load_display(path), NULL,
+		             "document of %zu bytes is larger than the limit of %u", len,
+		             CMQ_POLICY_MAX_FILE);
+		return;
+	}
+	if (cmq_json_parse(text, len, cmq_load_display(path), l->diag, &root) == CMQ_ERR_NOMEM)
+		l->nomem = true;
+	if (root == NULL)
+		return;
+	fn(l, cmq_load_display(path), root);
+	json_object_put(root);
+}
+
 /* policy.json, whose topic_rules may run to 100,000 elements: parsed one at a time. */
 static void load_policy_file(struct cmq_load *l, const char *path, uint8_t digest[32])
 {
@@ -367,8 +389,8 @@ static void make_stamp(struct cmq_policy *p, uint8_t parts[4][32])
 	snprintf(p->stamp, sizeof(p->stamp), "%s+%s", p->version ? p->version : "unversioned", h);
 }
 
-int cmq_policy_load(const struct cmq_policy_files *files, struct cmq_diag *diag,
-                    struct cmq_policy **out)
+static int load(const struct cmq_policy_files *files, const char *vendors_text, size_t vendors_len,
+                struct cmq_diag *diag, struct cmq_policy **out)
 {
 	struct cmq_load l = {0};
 	uint8_t digests[4][32];
@@ -396,7 +418,10 @@ int cmq_policy_load(const struct cmq_policy_files *files, struct cmq_diag *diag,
 		             "categories and roles named in the vendors and operators files are "
 		             "not checked, because %s has errors",
 		             files->policy);
-	if (!l.nomem)
+	if (!l.nomem && vendors_text != NULL)
+		load_json_text(&l, files->vendors, vendors_text, vendors_len, digests[1],
+		               cmq_load_vendors_json);
+	else if (!l.nomem)
 		load_json_file(&l, files->vendors, digests[1], cmq_load_vendors_json);
 	if (!l.nomem)
 		load_json_file(&l, files->operators, digests[2], cmq_load_operators_json);
@@ -415,6 +440,23 @@ int cmq_policy_load(const struct cmq_policy_files *files, struct cmq_diag *diag,
 	make_stamp(l.p, digests);
 	*out = l.p;
 	return CMQ_OK;
+}
+
+int cmq_policy_load(const struct cmq_policy_files *files, struct cmq_diag *diag,
+                    struct cmq_policy **out)
+{
+	return load(files, NULL, 0, diag, out);
+}
+
+int cmq_policy_load_vendors_text(const struct cmq_policy_files *files, const char *vendors_text,
+                                 size_t vendors_len, struct cmq_diag *diag, struct cmq_policy **out)
+{
+	if (vendors_text == NULL) {
+		*out = NULL;
+		cmq_diag_add(diag, CMQ_DIAG_ERROR, NULL, NULL, "no vendors document given");
+		return CMQ_ERR_INVAL;
+	}
+	return load(files, vendors_text, vendors_len, diag, out);
 }
 
 void cmq_policy_free(struct cmq_policy *p)

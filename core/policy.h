@@ -223,6 +223,16 @@ struct cmq_policy_files {
 int cmq_policy_load(const struct cmq_policy_files *files, struct cmq_diag *diag,
                     struct cmq_policy **out);
 
+/*
+ * The same, with the vendors document given as text instead of read from files->vendors
+ * (problems are still reported under that path): an administrative change is validated as a
+ * whole policy before it is written. The stamp hashes these bytes, so it equals the stamp
+ * of the file once they are saved.
+ */
+int cmq_policy_load_vendors_text(const struct cmq_policy_files *files, const char *vendors_text,
+                                 size_t vendors_len, struct cmq_diag *diag,
+                                 struct cmq_policy **out);
+
 /* cmq_policy_free(NULL) is a no-op. */
 void cmq_policy_free(struct cmq_policy *p);
 

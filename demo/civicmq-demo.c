@@ -547,7 +547,8 @@ static void scan_reader(struct demo *d, struct reader *r, const struct cmq_canar
 	     line = strtok_r(NULL, "\n", &save)) {
 		const char *kind = NULL, *hit = cmq_canary_find(set, line, strlen(line), &kind);
 
-		if (strncmp(line, "city/", 5) == 0 && strncmp(line, "city/gateway/", 13) != 0) {
+		if (strncmp(line, "city/", 5) == 0 && strncmp(line, "city/gateway/", 13) != 0 &&
+		    strncmp(line, "city/transparency/", 18) != 0) {
 			r->city++;
 			r->aggregates += strncmp(line, "city/north/crowd ", 17) == 0;
 			r->energy += strncmp(line, "city/north/energy ", 18) == 0;
@@ -563,13 +564,87 @@ static void scan_reader(struct demo *d, struct reader *r, const struct cmq_canar
 	free(text);
 }
 
+/* ---- the public register ---- */
+
+/* The first register message in the dashboard's output, parsed, or NULL. */
+static json_object *register_from(const char *log)
+{
+	static const char tag[] = "city/transparency/register ";
+	char *text = cmq_h_file_read(log, 0, NULL), *at, *end;
+	json_object *reg = NULL;
+
+	if (text == NULL)
+		return NULL;
+	at = strncmp(text, tag, sizeof(tag) - 1) == 0
+	         ? text
+	         : strstr(text, "\ncity/transparency/register ");
+	if (at != NULL) {
+		at = strchr(at + 1, ' ') + 1;
+		end = strstr(at, "\ncity/");
+		if (end != NULL)
+			*end = '\0';
+		/* plain output appends " [name=value]" properties; the register carries none */
+		reg = json_tokener_parse(at);
+	}
+	free(text);
+	return reg;
+}
+
+static void show_register(struct demo *d)
+{
+	json_object *reg = register_from(d->dashboard.log), *flows, *policy;
+
+	heading("4. The public transparency register, as any dashboard reads it");
+	if (reg == NULL || !json_object_object_get_ex(reg, "flows", &flows)) {
+		fail(d, "no transparency register on city/transparency/register");
+		json_object_put(reg);
+		return;
+	}
+	json_object_object_get_ex(reg, "policy", &policy);
+	printf("\n  retained on city/transparency/register, generated from policy %s:\n\n",
+	       json_object_get_string(policy));
+	for (size_t i = 0; i < json_object_array_length(flows); i++) {
+		json_object *f = json_object_array_get_idx(flows, i), *v, *vendors;
+		char fed[256] = "";
+		size_t used = 0;
+
+		json_object_object_get_ex(f, "vendors", &vendors);
+		for (size_t k = 0; vendors != NULL && k < json_object_array_length(vendors); k++) {
+			json_object *e = json_object_array_get_idx(vendors, k), *id, *tier;
+
+			json_object_object_get_ex(e, "id", &id);
+			json_object_object_get_ex(e, "tier", &tier);
+			used += (size_t)snprintf(
+			    fed + used, used < sizeof(fed) ? sizeof(fed) - used : 0, "%s%s (%s)",
+			    k ? ", " : "", json_object_get_string(id),
+			    json_object_get_string(tier));
+			if (strcmp(json_object_get_string(id), "hawkeye") == 0)
+				fail(d, "the register lists the blocked vendor on %s",
+				     json_object_get_string(json_object_object_get(f, "id")));
+		}
+		json_object_object_get_ex(f, "id", &v);
+		printf("  %-16s", json_object_get_string(v));
+		json_object_object_get_ex(f, "class", &v);
+		printf(" %-10s", json_object_get_string(v));
+		json_object_object_get_ex(f, "retention", &v);
+		printf(" kept %-5s", json_object_get_string(v));
+		printf(" fed by %s\n", fed[0] ? fed : "nobody");
+		json_object_object_get_ex(f, "purpose", &v);
+		printf("  %16s purpose: %s\n", "", json_object_get_string(v));
+	}
+	printf("\n  (hawkeye, blocked, feeds nothing; nimbus, restricted, only public data. Render "
+	       "it as\n"
+	       "  a page with: civicmq-admin transparency --format html)\n");
+	json_object_put(reg);
+}
+
 /* ---- summary ---- */
 
 static void summary(struct demo *d)
 {
 	long elapsed = (long)(time(NULL) - d->started);
 
-	heading("4. Summary");
+	heading("5. Summary");
 	printf("\n  refused at the broker: blocked vendor %s, impostor CA %s, restricted vendor's\n"
 	       "  personal data %s, dashboard reading raw/# %s\n",
 	       d->refused_blocked ? "yes" : "NO", d->refused_foreign ? "yes" : "NO",
@@ -988,6 +1063,7 @@ int main(int argc, char **argv)
 	scan_reader(&d, &d.dashboard, set);
 	scan_reader(&d, &d.lez, set);
 	before_after(&d);
+	show_register(&d);
 	if (d.leaks > 0)
 		fail(&d, "%zu dashboard messages carried personal data", d.leaks);
 	if (d.dashboard.energy != 10)

@@ -108,6 +108,28 @@ void cmq_gw_consent_refresh(struct cmq_gw *gw)
 	           cmq_consent_count(c));
 }
 
+void cmq_gw_policy_seen(struct cmq_gw *gw)
+{
+	if (stat(gw->cfg.policy, &gw->gen.policy_st) != 0)
+		memset(&gw->gen.policy_st, 0, sizeof(gw->gen.policy_st));
+	if (stat(gw->cfg.vendors, &gw->gen.vendors_st) != 0)
+		memset(&gw->gen.vendors_st, 0, sizeof(gw->gen.vendors_st));
+}
+
+void cmq_gw_policy_watch(struct cmq_gw *gw)
+{
+	struct stat p, v;
+
+	if (stat(gw->cfg.policy, &p) != 0)
+		memset(&p, 0, sizeof(p));
+	if (stat(gw->cfg.vendors, &v) != 0)
+		memset(&v, 0, sizeof(v));
+	if (same_file(&p, &gw->gen.policy_st) && same_file(&v, &gw->gen.vendors_st))
+		return;
+	cmq_gw_log(GW_NOTICE, "reload: %s or %s changed on disk", gw->cfg.policy, gw->cfg.vendors);
+	cmq_gw_reload(gw); /* notes the files again, so a broken one is reported once */
+}
+
 void cmq_gw_reload(struct cmq_gw *gw)
 {
 	struct cmq_policy *p = NULL;
@@ -122,6 +144,9 @@ void cmq_gw_reload(struct cmq_gw *gw)
 	           gw->cfg.consent ? ", " : "", gw->cfg.consent ? gw->cfg.consent : "",
 	           gw->cfg.pseudonym_key ? ", " : "",
 	           gw->cfg.pseudonym_key ? gw->cfg.pseudonym_key : "");
+	/* Noted before reading, so a change made meanwhile is seen at the next check. Only
+	 * this (main) thread uses policy_st and vendors_st. */
+	cmq_gw_policy_seen(gw);
 	policy_ok = cmq_gw_load_policy(&gw->cfg, &p) == CMQ_OK;
 	/* Consent is checked against the policy that will be in force. The old policy is
 	 * only read here, and only this thread replaces it. */

@@ -263,6 +263,7 @@ int main(int argc, char **argv)
 	cmq_gw_log_set_level(cmq_gw_log_level_parse(gw.cfg.log_level));
 	pthread_mutex_init(&gw.lock, NULL);
 
+	cmq_gw_policy_seen(&gw);
 	if (cmq_gw_load_policy(&gw.cfg, &gw.gen.policy) != CMQ_OK) {
 		cmq_gw_log(GW_ERROR, "start: the policy does not load; not starting");
 		goto out;
@@ -346,6 +347,7 @@ int main(int argc, char **argv)
 		cmq_gw_outbox_flush(&gw.outbox);
 		if (now != last_flush) {
 			flush_aggregates(&gw, now);
+			cmq_gw_policy_watch(&gw);
 			last_flush = now;
 		}
 		if (gw.cfg.metrics_interval > 0 &&

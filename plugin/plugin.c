@@ -25,6 +25,7 @@
  */
 #include "plugin.h"
 
+#include "acl.h"
 #include "alloc.h"
 #include "error.h"
 
@@ -52,6 +53,12 @@ static const struct cmq_option options[] = {
      "log each refused connection, publish, subscribe or delivery with its reason"},
     {"deny_log_rate", CMQ_OPT_UINT, OPT(deny_log_rate), "50", 1, 100000,
      "at most this many refusal lines per second; the rest are counted and summarised"},
+    {"consent", CMQ_OPT_PATH, OPT(consent_path), "", 0, 0,
+     "consent.json, for the control API's consent commands (optional; the gateway reads "
+     "the same file)"},
+    {"audit_log", CMQ_OPT_PATH, OPT(audit_path), "", 0, 0,
+     "hash-chained audit log of administrative changes and refused connections "
+     "(optional; without it the control API makes no changes)"},
     {NULL, CMQ_OPT_PATH, 0, NULL, 0, 0, NULL},
 };
 #undef OPT
@@ -165,8 +172,9 @@ static bool parse_options(struct cmq_plugin *pl, struct mosquitto_opt *opts, int
 	bool ok = true;
 
 	/* Defaults first, then what mosquitto.conf says. */
+	/* A path whose default is "" is optional and stays NULL unless given. */
 	for (const struct cmq_option *o = options; o->name != NULL; o++) {
-		if (o->default_value != NULL)
+		if (o->default_value != NULL && o->default_value[0] != '\0')
 			ok &= apply_option(pl, o, o->default_value);
 	}
 	for (int i = 0; i < count; i++) {
@@ -188,7 +196,8 @@ static bool parse_options(struct cmq_plugin *pl, struct mosquitto_opt *opts, int
 		ok &= apply_option(pl, o, opts[i].value ? opts[i].value : "");
 	}
 	for (const struct cmq_option *o = options; o->name != NULL; o++) {
-		if (o->type == CMQ_OPT_PATH && *(char **)((char *)pl + o->offset) == NULL) {
+		if (o->type == CMQ_OPT_PATH && o->default_value == NULL &&
+		    *(char **)((char *)pl + o->offset) == NULL) {
 			cmq_plugin_log(MOSQ_LOG_ERR, "plugin_opt_%s is required: %s", o->name,
 			               o->help);
 			ok = false;
@@ -299,10 +308,7 @@ static int on_reload(int event, void *event_data, void *userdata)
 		               pl->policy->stamp);
 		return MOSQ_ERR_SUCCESS;
 	}
-	cmq_pcache_clear(&pl->who); /* its principals point into the old policy */
-	cmq_policy_free(pl->policy);
-	pl->policy = p;
-	cmq_plugin_enforce(pl);
+	cmq_plugin_swap(pl, p);
 	return MOSQ_ERR_SUCCESS;
 }
 
@@ -314,6 +320,7 @@ int cmq_plugin_on_tick(int event, void *event_data, void *userdata)
 	(void)event_data;
 	pl->ticks_seen = true;
 	pl->rechecking = false;
+	cmq_plugin_watch_files(pl);
 	return MOSQ_ERR_SUCCESS;
 }
 
@@ -321,6 +328,7 @@ static void plugin_free(struct cmq_plugin *pl)
 {
 	if (pl == NULL)
 		return;
+	cmq_plugin_control_cleanup(pl);
 	cmq_policy_free(pl->policy);
 	cmq_sessions_cleanup(&pl->sessions);
 	cmq_pcache_cleanup(&pl->who);
@@ -328,6 +336,8 @@ static void plugin_free(struct cmq_plugin *pl)
 	cmq_free(pl->vendors_path);
 	cmq_free(pl->operators_path);
 	cmq_free(pl->ca_file);
+	cmq_free(pl->consent_path);
+	cmq_free(pl->audit_path);
 	cmq_free(pl);
 }
 
@@ -373,7 +383,7 @@ EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userd
 		return MOSQ_ERR_INVAL;
 	}
 	pl->policy = cmq_plugin_load(pl, "start");
-	if (pl->policy == NULL) {
+	if (pl->policy == NULL || cmq_plugin_control_init(pl) != 0) {
 		plugin_free(pl);
 		return MOSQ_ERR_INVAL;
 	}
@@ -381,6 +391,17 @@ EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userd
 		if (mosquitto_callback_register(identifier, callbacks[done].event,
 		                                callbacks[done].fn, NULL, pl) != MOSQ_ERR_SUCCESS)
 			break;
+	}
+	if (done == n &&
+	    mosquitto_callback_register(identifier, MOSQ_EVT_CONTROL, cmq_plugin_on_control,
+	                                CMQ_CONTROL_TOPIC, pl) != MOSQ_ERR_SUCCESS) {
+		cmq_plugin_log(MOSQ_LOG_ERR, "could not register the control API %s",
+		               CMQ_CONTROL_TOPIC);
+		while (done-- > 0)
+			mosquitto_callback_unregister(identifier, callbacks[done].event,
+			                              callbacks[done].fn, NULL);
+		plugin_free(pl);
+		return MOSQ_ERR_UNKNOWN;
 	}
 	if (done != n) {
 		cmq_plugin_log(MOSQ_LOG_ERR, "could not register broker callbacks");
@@ -391,6 +412,7 @@ EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userd
 		return MOSQ_ERR_UNKNOWN;
 	}
 	*userdata = pl;
+	cmq_plugin_publish_register(pl);
 	return MOSQ_ERR_SUCCESS;
 }
 
@@ -404,6 +426,8 @@ EXPORT int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *opts, 
 		for (size_t i = 0; i < sizeof(callbacks) / sizeof(callbacks[0]); i++)
 			mosquitto_callback_unregister(pl->id, callbacks[i].event, callbacks[i].fn,
 			                              NULL);
+		mosquitto_callback_unregister(pl->id, MOSQ_EVT_CONTROL, cmq_plugin_on_control,
+		                              CMQ_CONTROL_TOPIC);
 	}
 	plugin_free(pl);
 	return MOSQ_ERR_SUCCESS;

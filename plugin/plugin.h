@@ -21,6 +21,7 @@
 #include <mosquitto_plugin.h>
 #include <mqtt_protocol.h>
 #include <stdbool.h>
+#include <sys/types.h>
 #include <time.h>
 
 /* Plugin options (plugin_opt_<name> in mosquitto.conf), declared once in plugin.c. */
@@ -42,6 +43,17 @@ struct cmq_log_budget {
 	unsigned long suppressed;
 };
 
+/* What a file looked like when the running policy was loaded from it. */
+struct cmq_file_stamp {
+	ino_t ino;
+	off_t size;
+	time_t mtime_s;
+	long mtime_ns;
+	bool exists;
+};
+
+struct cmq_audit;
+
 struct cmq_plugin {
 	mosquitto_plugin_id_t *id;
 	struct cmq_policy *policy; /* never NULL after a successful init */
@@ -49,6 +61,12 @@ struct cmq_plugin {
 	char *vendors_path;
 	char *operators_path;
 	char *ca_file;
+	char *consent_path; /* optional: consent commands of the control API */
+	char *audit_path;   /* optional: without it the control API changes nothing */
+	struct cmq_audit *audit;
+	struct cmq_log_budget audit_budget; /* refused connections audited one by one */
+	struct cmq_file_stamp seen[3];      /* policy, vendors, operators as loaded */
+	time_t watch_at;                    /* last second the files were checked */
 	bool log_denials;
 	unsigned deny_log_rate;
 	struct cmq_log_budget deny_budget;    /* refused publishes and subscriptions */
@@ -79,5 +97,22 @@ struct cmq_policy *cmq_plugin_load(struct cmq_plugin *pl, const char *why);
 
 /* Disconnect every connected client the current policy no longer admits. */
 void cmq_plugin_enforce(struct cmq_plugin *pl);
+
+/* Administration (plugin_control.c). */
+int cmq_plugin_on_control(int event, void *event_data, void *userdata);
+/* Open the audit log and note the files' state. 0, or -1 after logging why. */
+int cmq_plugin_control_init(struct cmq_plugin *pl);
+void cmq_plugin_control_cleanup(struct cmq_plugin *pl);
+/* Put p in force (the old policy is freed): kick whom it refuses, republish the register. */
+void cmq_plugin_swap(struct cmq_plugin *pl, struct cmq_policy *p);
+/* Retain the transparency register of the running policy on city/transparency/register. */
+void cmq_plugin_publish_register(struct cmq_plugin *pl);
+/* Record the policy files' state (after loading them). */
+void cmq_plugin_remember_files(struct cmq_plugin *pl);
+/* At most once a second: reload if a policy file changed on disk. */
+void cmq_plugin_watch_files(struct cmq_plugin *pl);
+/* Audit a refused connection (at most 100 a second one by one, then a summary). */
+void cmq_plugin_audit_refusal(struct cmq_plugin *pl, const char *client_id, const char *addr,
+                              enum cmq_reason reason, const char *detail);
 
 #endif

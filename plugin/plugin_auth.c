@@ -72,12 +72,14 @@ int cmq_plugin_on_basic_auth(int event, void *event_data, void *userdata)
 		cmq_plugin_log(MOSQ_LOG_INFO, "accepted %s from %s: %s",
 		               r.who.kind == CMQ_PRINCIPAL_DEVICE ? "device" : "operator",
 		               addr ? addr : "?", r.detail);
-	} else if (pl->log_denials && cmq_plugin_log_budget(pl, &pl->connect_budget)) {
-		cmq_plugin_log(MOSQ_LOG_NOTICE, "refused connection %s from %s: %s: %s%s%s%s",
-		               cmq_diag_quote(cid ? cid : "", cid ? strlen(cid) : 0, q, sizeof(q)),
-		               addr ? addr : "?", cmq_reason_name(r.reason),
-		               cmq_reason_text(r.reason), r.detail[0] ? " (" : "", r.detail,
-		               r.detail[0] ? ")" : "");
+	} else {
+		if (pl->log_denials && cmq_plugin_log_budget(pl, &pl->connect_budget))
+			cmq_plugin_log(
+			    MOSQ_LOG_NOTICE, "refused connection %s from %s: %s: %s%s%s%s",
+			    cmq_diag_quote(cid ? cid : "", cid ? strlen(cid) : 0, q, sizeof(q)),
+			    addr ? addr : "?", cmq_reason_name(r.reason), cmq_reason_text(r.reason),
+			    r.detail[0] ? " (" : "", r.detail, r.detail[0] ? ")" : "");
+		cmq_plugin_audit_refusal(pl, cid, addr, r.reason, r.detail);
 	}
 	return cmq_plugin_rc(d, MOSQ_ERR_AUTH);
 }

@@ -266,7 +266,10 @@ int cmq_gwe_start(struct cmq_env *e, const struct cmq_gwe_opts *o, struct cmq_gw
 		return -1;
 	snprintf(g->log_path, sizeof(g->log_path), "%s/gateway.log", g->dir);
 	snprintf(g->policy, sizeof(g->policy), "%s/policy.json", g->dir);
-	snprintf(g->consent, sizeof(g->consent), "%s/consent.json", g->dir);
+	if (o->consent_path != NULL)
+		snprintf(g->consent, sizeof(g->consent), "%s", o->consent_path);
+	else
+		snprintf(g->consent, sizeof(g->consent), "%s/consent.json", g->dir);
 	snprintf(g->key, sizeof(g->key), "%s/pseudonym.key", g->dir);
 	snprintf(g->password_file, sizeof(g->password_file), "%s/password", g->dir);
 	if (o->state_dir != NULL)

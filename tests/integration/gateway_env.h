@@ -46,6 +46,7 @@ struct cmq_gwe_opts {
 	const char *share_group;  /* NULL: "civicmq" */
 	const char *policy_text;  /* NULL: a copy of the env's policy.json */
 	const char *consent_text; /* NULL: {"version":1,"residents":[]} */
+	const char *consent_path; /* NULL: <dir>/consent.json; set to share it with the broker */
 	uint32_t pseudonym_epoch; /* seconds; 0: 86400 */
 	const char *state_dir;    /* NULL: <dir>/state; set to share it with another run */
 	const char *key_hex;      /* NULL: a fixed test key (64 hex digits) */

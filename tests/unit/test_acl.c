@@ -198,7 +198,15 @@ static const struct acl_case matrix[] = {
     {"dashboard", "dash-1", SUB, "$SYS/#", 0, false, DENY, R(RESERVED_TOPIC)},
     {"dashboard", "dash-1", SUB, "$share/g/$SYS/#", 0, false, DENY, R(RESERVED_TOPIC)},
     {"gateway", "gw-1", READ, "$SYS/broker/uptime", 0, false, DENY, R(RESERVED_TOPIC)},
-    {"admin", "admin-1", PUB, "$CONTROL/civicmq/v1", 512, false, DENY, R(RESERVED_TOPIC)},
+    /* The control API: the admin role alone publishes requests, to that exact topic. */
+    {"admin", "admin-1", PUB, "$CONTROL/civicmq/v1", 512, false, ALLOW, R(OK)},
+    {"admin", "admin-1", PUB, "$CONTROL/civicmq/v1/x", 512, false, DENY, R(RESERVED_TOPIC)},
+    {"admin", "admin-1", PUB, "$CONTROL/dynamic-security/v1", 64, false, DENY, R(RESERVED_TOPIC)},
+    {"admin", "admin-1", SUB, "$CONTROL/civicmq/v1", 0, false, DENY, R(RESERVED_TOPIC)},
+    {"dashboard", "dashboard", PUB, "$CONTROL/civicmq/v1", 64, false, DENY, R(CONTROL_FORBIDDEN)},
+    {"gateway", "gateway", PUB, "$CONTROL/civicmq/v1", 64, false, DENY, R(CONTROL_FORBIDDEN)},
+    {"civitas-air-001", "civitas-air-001", PUB, "$CONTROL/civicmq/v1", 64, false, DENY,
+     R(CONTROL_FORBIDDEN)},
     {"civitas-air-001", "civitas-air-001", PUB, "$SYS/x", 512, false, DENY, R(RESERVED_TOPIC)},
     /* Custom roles: traffic control may command signals only. */
     {"traffic-centre", "tc-1", PUB, "cmd/north/signal/junction-4", 512, false, ALLOW, R(OK)},
