@@ -219,48 +219,34 @@ static const char *resident_field(struct req *r, bool *bad)
 	return s;
 }
 
+/* Whether tier names a vendor tier; answers bad_request if not. */
+static bool tier_ok(struct req *r, const char *tier)
+{
+	if (strcmp(tier, "trusted") == 0 || strcmp(tier, "restricted") == 0 ||
+	    strcmp(tier, "blocked") == 0)
+		return true;
+	fail(r, "bad_request", "field \"tier\": \"%s\" is not one of trusted, restricted, blocked",
+	     tier);
+	return false;
+}
+
 /* ---- files ---- */
 
-static char *read_all(const char *path, size_t max, size_t *len, char *err, size_t errlen)
+/* Read a file the change starts from; on failure answers save_failed and returns NULL. */
+static char *read_doc(struct req *r, const char *path, size_t max, size_t *len)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	struct stat st;
+	struct cmq_diag diag;
 	char *buf = NULL;
-	size_t got = 0;
+	int rc;
 
-	if (fd < 0) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		return NULL;
-	}
-	if (fstat(fd, &st) != 0 || (size_t)st.st_size > max) {
-		snprintf(err, errlen, "%s: %s", path,
-		         errno ? strerror(errno) : "larger than the limit");
-		close(fd);
-		return NULL;
-	}
-	buf = cmq_malloc((size_t)st.st_size + 1);
-	if (buf == NULL) {
-		snprintf(err, errlen, "%s: out of memory", path);
-		close(fd);
-		return NULL;
-	}
-	while (got < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			snprintf(err, errlen, "%s: read: %s", path,
-			         n < 0 ? strerror(errno) : "short");
-			cmq_free(buf);
-			close(fd);
-			return NULL;
-		}
-		got += (size_t)n;
-	}
-	close(fd);
-	buf[got] = '\0';
-	*len = got;
+	cmq_diag_init(&diag);
+	rc = cmq_read_file(path, path, max, &diag, &buf, len);
+	if (rc == CMQ_ERR_NOMEM)
+		r->nomem = true;
+	else if (rc != CMQ_OK)
+		fail(r, "save_failed", "cannot read %s",
+		     diag.n > 0 ? diag.entries[0].text : cmq_strerror(rc));
+	cmq_diag_cleanup(&diag);
 	return buf;
 }
 
@@ -448,14 +434,13 @@ static void vdoc_free(struct vdoc *d)
 
 static int vdoc_read(struct req *r, struct vdoc *d)
 {
-	char err[600];
 	struct cmq_diag diag;
 	int rc;
 
 	memset(d, 0, sizeof(*d));
-	d->old = read_all(r->files->vendors, CMQ_POLICY_MAX_FILE, &d->old_len, err, sizeof(err));
+	d->old = read_doc(r, r->files->vendors, CMQ_POLICY_MAX_FILE, &d->old_len);
 	if (d->old == NULL)
-		return fail(r, "save_failed", "cannot read %s", err);
+		return -1;
 	cmq_diag_init(&diag);
 	rc = cmq_json_parse(d->old, d->old_len, r->files->vendors, &diag, &d->root);
 	if (rc == CMQ_ERR_NOMEM) {
@@ -619,14 +604,8 @@ static int vendor_change(struct req *r)
 		return -1;
 	if (strcmp(r->command, "vendor.set_tier") == 0) {
 		tier = field(r, "tier", true, 16, &bad);
-		if (bad)
+		if (bad || !tier_ok(r, tier))
 			return -1;
-		if (strcmp(tier, "trusted") != 0 && strcmp(tier, "restricted") != 0 &&
-		    strcmp(tier, "blocked") != 0)
-			return fail(
-			    r, "bad_request",
-			    "field \"tier\": \"%s\" is not one of trusted, restricted, blocked",
-			    tier);
 	} else if (strcmp(r->command, "vendor.set_categories") == 0) {
 		cats = string_array(r, "categories", CMQ_MAX_CATEGORIES, &bad);
 		if (bad || cats == NULL)
@@ -715,11 +694,8 @@ static int vendor_add(struct req *r)
 	}
 	if (tier == NULL)
 		tier = "restricted"; /* a new vendor earns trust: it starts restricted */
-	if (strcmp(tier, "trusted") != 0 && strcmp(tier, "restricted") != 0 &&
-	    strcmp(tier, "blocked") != 0)
-		return fail(r, "bad_request",
-		            "field \"tier\": \"%s\" is not one of trusted, restricted, blocked",
-		            tier);
+	if (!tier_ok(r, tier))
+		return -1;
 	cats = string_array(r, "categories", CMQ_MAX_CATEGORIES, &bad);
 	if (bad || cats == NULL)
 		return -1;
@@ -887,9 +863,10 @@ static int consent_change(struct req *r)
 	bool bad = false, grant = strcmp(r->command, "consent.grant") == 0;
 	const char *resident = resident_field(r, &bad);
 	const char *category = bad ? NULL : id_field(r, "category", &bad);
-	char err[600], when[32], target[2 * CMQ_ID_FIELD_MAX + 4];
+	char when[32], target[2 * CMQ_ID_FIELD_MAX + 4];
 	struct json_object *root = NULL, *arr, *entry, *cats, *before, *after, *res;
 	struct cmq_diag diag;
+	struct stat st;
 	char *old = NULL, *text = NULL;
 	size_t old_len = 0, len, at = 0, k;
 	bool present = false;
@@ -916,17 +893,20 @@ static int consent_change(struct req *r)
 		    "apply to it",
 		    category);
 	snprintf(target, sizeof(target), "%s/%s", resident, category);
-	old = read_all(r->files->consent, CMQ_CONSENT_MAX_FILE, &old_len, err, sizeof(err));
+	/* No consent file yet: nobody has opted in, and this change creates it. */
+	if (stat(r->files->consent, &st) != 0 && errno == ENOENT) {
+		old = NULL;
+	} else {
+		old = read_doc(r, r->files->consent, CMQ_CONSENT_MAX_FILE, &old_len);
+		if (old == NULL)
+			return -1;
+	}
 	cmq_diag_init(&diag);
-	if (old == NULL && errno == ENOENT)
+	if (old == NULL)
 		parse_rc = cmq_json_parse(empty_consent, sizeof(empty_consent) - 1,
 		                          r->files->consent, &diag, &root);
-	else if (old != NULL)
+	else
 		parse_rc = cmq_json_parse(old, old_len, r->files->consent, &diag, &root);
-	else {
-		cmq_diag_cleanup(&diag);
-		return fail(r, "save_failed", "cannot read %s", err);
-	}
 	if (parse_rc == CMQ_ERR_NOMEM) {
 		r->nomem = true;
 		goto out;

@@ -369,8 +369,8 @@ int cmq_json_parse(const char *text, size_t len, const char *display, struct cmq
 }
 
 /* Read a whole regular file (at most max_bytes) into a NUL-terminated buffer. */
-static int read_file(const char *path, const char *display, size_t max_bytes, struct cmq_diag *diag,
-                     char **out, size_t *out_len)
+int cmq_read_file(const char *path, const char *display, size_t max_bytes, struct cmq_diag *diag,
+                  char **out, size_t *out_len)
 {
 	struct stat st;
 	char *buf = NULL;
@@ -431,7 +431,7 @@ int cmq_json_load_file(const char *path, const char *display, size_t max_bytes,
 	int rc;
 
 	*out = NULL;
-	rc = read_file(path, display, max_bytes, diag, &buf, &len);
+	rc = cmq_read_file(path, display, max_bytes, diag, &buf, &len);
 	if (rc != CMQ_OK)
 		return rc;
 	if (sha256 != NULL)
@@ -462,7 +462,7 @@ int cmq_json_load_split(const char *path, const char *display, size_t max_bytes,
 
 	*out = NULL;
 	memset(s, 0, sizeof(*s));
-	rc = read_file(path, display, max_bytes, diag, &text, &len);
+	rc = cmq_read_file(path, display, max_bytes, diag, &text, &len);
 	if (rc != CMQ_OK)
 		return rc;
 	if (sha256 != NULL)

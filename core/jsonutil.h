@@ -56,6 +56,14 @@ struct cmq_jctx {
 int cmq_json_load_file(const char *path, const char *display, size_t max_bytes,
                        struct cmq_diag *diag, struct json_object **out, uint8_t sha256[32]);
 
+/*
+ * Read path (reported as display) whole into *out (NUL-terminated, cmq_free), *len its
+ * length. Returns CMQ_OK, CMQ_ERR_IO (diagnostic with strerror), CMQ_ERR_TOO_BIG (over
+ * max_bytes) or CMQ_ERR_NOMEM; *out is NULL on failure.
+ */
+int cmq_read_file(const char *path, const char *display, size_t max_bytes, struct cmq_diag *diag,
+                  char **out, size_t *len);
+
 /* Same for an in-memory document (used by fuzzers and the control API). */
 int cmq_json_parse(const char *text, size_t len, const char *display, struct cmq_diag *diag,
                    struct json_object **out);

@@ -154,6 +154,15 @@ enum cmq_decision cmq_session_recheck(const struct cmq_policy *p, const struct c
 	return *why == CMQ_REASON_OK ? CMQ_ALLOW : CMQ_DENY;
 }
 
+void cmq_sessions_each(const struct cmq_sessions *s,
+                       void (*fn)(const struct cmq_session *e, void *ud), void *ud)
+{
+	for (size_t i = 0; i < s->by_id.cap; i++) {
+		if (s->by_id.slots[i].key != NULL && s->by_id.slots[i].value != NULL)
+			fn(s->by_id.slots[i].value, ud);
+	}
+}
+
 void cmq_sessions_revalidate(const struct cmq_sessions *s, const struct cmq_policy *p,
                              void (*fn)(const struct cmq_session *e, enum cmq_reason why, void *ud),
                              void *ud)

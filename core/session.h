@@ -71,6 +71,10 @@ enum cmq_decision cmq_session_recheck(const struct cmq_policy *p, const struct c
                                       const void *client, const char *client_id,
                                       const char *username, enum cmq_reason *why);
 
+/* Call fn for every session (connected clients), in no particular order. */
+void cmq_sessions_each(const struct cmq_sessions *s,
+                       void (*fn)(const struct cmq_session *e, void *ud), void *ud);
+
 /*
  * Call fn for every session p would refuse now, with the reason. fn must not
  * modify s (collect ids, then kick after this returns).

@@ -175,22 +175,6 @@ static void track(struct demo *d, pid_t pid)
 		d->pids[d->n_pids++] = pid;
 }
 
-/* Wait (bounded) for a spawned tool; its exit code, or -1 (killed, crashed). */
-static int wait_exit(pid_t pid, int timeout_ms)
-{
-	int status = -1;
-
-	for (int waited = 0; waited < timeout_ms; waited += 20) {
-		if (!cmq_h_proc_alive(pid, &status))
-			return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-		usleep(20 * 1000);
-	}
-	fprintf(stderr, PROG ": pid %ld still running after %d ms; stopping it\n", (long)pid,
-	        timeout_ms);
-	cmq_h_proc_stop(pid, SIGKILL, 1000, &status);
-	return -1;
-}
-
 /* <out>/<name>; an over-long path becomes "" (which every open refuses). */
 static void out_path(const struct demo *d, const char *name, char *buf, size_t n)
 {
@@ -307,7 +291,7 @@ static void refusals(struct demo *d)
 
 	printf("\n  A blocked vendor's camera connects (hawkeye, blocked by council decision):\n");
 	mark = cmq_h_log_mark(&d->env.broker);
-	rc = wait_exit(
+	rc = cmq_h_proc_wait(
 	    spawn_sim(d, "hawkeye", "hawkeye-cam-001", NULL, "camera", NULL, "3", log, sizeof(log)),
 	    TOOL_TIMEOUT_MS);
 	d->refused_blocked = rc == 1 && cmq_h_file_contains(log, 0, "refused the connection");
@@ -319,9 +303,10 @@ static void refusals(struct demo *d)
 	printf("\n  An impostor: a certificate from a foreign CA that copies Civitas's CA name,\n"
 	       "  presenting the id of a real Civitas device:\n");
 	mark = cmq_h_log_mark(&d->env.broker);
-	rc = wait_exit(spawn_sim(d, "civitas", "civitas-air-001", "bad/foreign-civitas-air-001",
-	                         "air", NULL, "3", log, sizeof(log)),
-	               TOOL_TIMEOUT_MS);
+	rc = cmq_h_proc_wait(spawn_sim(d, "civitas", "civitas-air-001",
+	                               "bad/foreign-civitas-air-001", "air", NULL, "3", log,
+	                               sizeof(log)),
+	                     TOOL_TIMEOUT_MS);
 	d->refused_foreign = rc == 1 && cmq_h_file_contains(log, 0, "refused the connection");
 	print_tool_line(log, "refused");
 	print_plugin_line(d, mark, "refused connection \"civitas-air-001\"");
@@ -331,9 +316,9 @@ static void refusals(struct demo *d)
 	printf("\n  A restricted vendor's Wi-Fi counter publishes personal data (nimbus is\n"
 	       "  restricted to public-class data until its firmware is audited):\n");
 	mark = cmq_h_log_mark(&d->env.broker);
-	rc = wait_exit(spawn_sim(d, "nimbus", "nimbus-wifi-001", NULL, "footfall", NULL, "3", log,
-	                         sizeof(log)),
-	               TOOL_TIMEOUT_MS);
+	rc = cmq_h_proc_wait(spawn_sim(d, "nimbus", "nimbus-wifi-001", NULL, "footfall", NULL, "3",
+	                               log, sizeof(log)),
+	                     TOOL_TIMEOUT_MS);
 	d->refused_restricted = rc == 1 && cmq_h_file_contains(log, 0, "sent 0, refused 3");
 	print_tool_line(log, "refused");
 	print_plugin_line(d, mark, "denied write \"raw/north/footfall/nimbus-wifi-001\"");
@@ -344,8 +329,8 @@ static void refusals(struct demo *d)
 	out_path(d, "dash-raw.log", log, sizeof(log));
 	unlink(log);
 	mark = cmq_h_log_mark(&d->env.broker);
-	rc = wait_exit(spawn_dash(d, &d->dashboard, "dashboard-raw", "raw/#", "1", log),
-	               TOOL_TIMEOUT_MS);
+	rc = cmq_h_proc_wait(spawn_dash(d, &d->dashboard, "dashboard-raw", "raw/#", "1", log),
+	                     TOOL_TIMEOUT_MS);
 	d->refused_raw = rc == 1 && cmq_h_file_contains(log, 0, "subscription to raw/# refused");
 	print_tool_line(log, "refused");
 	print_plugin_line(d, mark, "denied subscribe \"raw/#\"");
@@ -433,7 +418,7 @@ static void traffic(struct demo *d, struct cmq_canary_set *set)
 	}
 	fflush(stdout);
 	for (size_t i = 0; i < N_SENSORS; i++) {
-		int rc = wait_exit(pids[i], TOOL_TIMEOUT_MS);
+		int rc = cmq_h_proc_wait(pids[i], TOOL_TIMEOUT_MS);
 		long sent = scan_sim_log(logs[i], set);
 
 		d->sent += sent;
@@ -776,7 +761,7 @@ static int onboard_device(struct demo *d, const char *vendor, const char *device
 	snprintf(script, sizeof(script), "%s/certs/civicmq-pki", d->src);
 	out_path(d, "onboard.log", log, sizeof(log));
 	unlink(log);
-	rc = wait_exit(cmq_h_spawn(argv, log), TOOL_TIMEOUT_MS);
+	rc = cmq_h_proc_wait(cmq_h_spawn(argv, log), TOOL_TIMEOUT_MS);
 	if (rc != 0) {
 		cmq_h_file_print(log, 0);
 		return -1;

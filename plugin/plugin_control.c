@@ -197,6 +197,31 @@ void cmq_plugin_audit_refusal(struct cmq_plugin *pl, const char *client_id, cons
 
 /* ---- requests ---- */
 
+static void add_connected(const struct cmq_session *e, void *ud)
+{
+	struct json_object *arr = ud, *o;
+
+	if (e->kind != CMQ_PRINCIPAL_DEVICE || (o = json_object_new_object()) == NULL)
+		return;
+	json_object_object_add(o, "device", json_object_new_string(e->client_id));
+	json_object_object_add(o, "vendor",
+	                       json_object_new_string(e->vendor_id ? e->vendor_id : ""));
+	json_object_object_add(o, "serial", json_object_new_string(e->serial));
+	json_object_array_add(arr, o);
+}
+
+/* device.list online also names the devices connected now (only the broker knows them). */
+static void add_connected_devices(struct cmq_plugin *pl, struct json_object *answer)
+{
+	struct json_object *res, *arr;
+
+	if (!json_object_object_get_ex(answer, "result", &res) ||
+	    (arr = json_object_new_array()) == NULL)
+		return;
+	cmq_sessions_each(&pl->sessions, add_connected, arr);
+	json_object_object_add(res, "connected", arr);
+}
+
 static void respond(const char *client_id, const char *topic, const void *corr, uint16_t corr_len,
                     struct json_object *answer)
 {
@@ -274,6 +299,9 @@ int cmq_plugin_on_control(int event, void *event_data, void *userdata)
 		answer = cmq_admin_error(command, "internal", "out of memory");
 	} else {
 		answer = out.response;
+		if (strcmp(command, "device.list") == 0 &&
+		    json_object_get_boolean(json_object_object_get(answer, "ok")))
+			add_connected_devices(pl, answer);
 	}
 	if (out.policy != NULL)
 		cmq_plugin_swap(pl, out.policy);

@@ -475,26 +475,6 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 	free(corr);
 }
 
-static int read_password(const char *path, char *buf, size_t n)
-{
-	FILE *f = fopen(path, "r");
-
-	buf[0] = '\0';
-	if (f == NULL) {
-		fprintf(stderr, PROG ": --password-file \"%s\": %s\n", path, strerror(errno));
-		return -1;
-	}
-	if (fgets(buf, (int)n, f) == NULL)
-		buf[0] = '\0';
-	fclose(f);
-	buf[strcspn(buf, "\r\n")] = '\0';
-	if (buf[0] == '\0') {
-		fprintf(stderr, PROG ": --password-file \"%s\": the first line is empty\n", path);
-		return -1;
-	}
-	return 0;
-}
-
 static int run_online(const struct opts *o, json_object *req, json_object **answer)
 {
 	static const volatile sig_atomic_t never = 0;
@@ -521,7 +501,8 @@ static int run_online(const struct opts *o, json_object *req, json_object **answ
 		                     "--cert with --key\n");
 		return EXIT_USAGE;
 	}
-	if (o->password_file != NULL && read_password(o->password_file, password, sizeof(password)))
+	if (o->password_file != NULL &&
+	    tool_read_password(PROG, o->password_file, password, sizeof(password)))
 		return EXIT_USAGE;
 	ur = fopen("/dev/urandom", "rb");
 	if (ur == NULL || fread(s.corr, 1, sizeof(s.corr), ur) != sizeof(s.corr)) {
@@ -660,6 +641,25 @@ static void print_answer(const char *command, json_object *ans)
 		if (sget(who, "role"))
 			printf(", role %s", sget(who, "role"));
 		printf("\n  policy %s\n", sget(res, "policy"));
+	} else if (strcmp(command, "device.list") == 0) {
+		json_object *conn = NULL;
+
+		json_object_object_get_ex(res, "revoked", &arr);
+		printf("revoked (by certificate serial):\n");
+		for (size_t i = 0; arr && i < json_object_array_length(arr); i++)
+			printf("  %-12s %s\n", sget(json_object_array_get_idx(arr, i), "vendor"),
+			       sget(json_object_array_get_idx(arr, i), "serial"));
+		if (json_object_object_get_ex(res, "connected", &conn)) {
+			printf("connected now:\n");
+			for (size_t i = 0; i < json_object_array_length(conn); i++) {
+				json_object *e = json_object_array_get_idx(conn, i);
+
+				printf("  %-24s %-12s serial %s\n", sget(e, "device"),
+				       sget(e, "vendor"), sget(e, "serial"));
+			}
+		} else {
+			printf("(connected devices: ask the running broker, with --port)\n");
+		}
 	} else if (strcmp(command, "consent.list") == 0) {
 		json_object *cats = NULL;
 

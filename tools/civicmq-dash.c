@@ -156,29 +156,6 @@ static int validate(const struct opts *o)
 	return 0;
 }
 
-/* The first line of path into buf. 0, or -1 (reported). */
-static int read_password(const char *path, char *buf, size_t n)
-{
-	FILE *f = fopen(path, "r");
-	size_t len;
-
-	buf[0] = '\0';
-	if (f == NULL) {
-		fprintf(stderr, PROG ": --password-file \"%s\": %s\n", path, strerror(errno));
-		return -1;
-	}
-	if (fgets(buf, (int)n, f) == NULL)
-		buf[0] = '\0';
-	fclose(f);
-	len = strcspn(buf, "\r\n");
-	buf[len] = '\0';
-	if (len == 0) {
-		fprintf(stderr, PROG ": --password-file \"%s\": the first line is empty\n", path);
-		return -1;
-	}
-	return 0;
-}
-
 struct dash {
 	struct tool_conn conn; /* first: it is the libmosquitto user data (tool_mqtt.h) */
 	const struct opts *o;
@@ -355,7 +332,7 @@ static int run(const struct opts *o)
 	tool_conn_init(&d.conn);
 	password[0] = '\0';
 	if (o->password_file != NULL &&
-	    read_password(o->password_file, password, sizeof(password)) != 0)
+	    tool_read_password(PROG, o->password_file, password, sizeof(password)) != 0)
 		return 1;
 	if (client_id == NULL && o->username != NULL) {
 		snprintf(id, sizeof(id), "%s-dash-%ld", o->username, (long)getpid());

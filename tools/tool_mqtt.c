@@ -3,6 +3,8 @@
  */
 #include "tool_mqtt.h"
 
+#include <errno.h>
+
 #include <mqtt_protocol.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +51,27 @@ void tool_conn_callbacks(struct mosquitto *mosq)
 {
 	mosquitto_connect_v5_callback_set(mosq, on_connect);
 	mosquitto_disconnect_v5_callback_set(mosq, on_disconnect);
+}
+
+int tool_read_password(const char *prog, const char *path, char *buf, size_t n)
+{
+	FILE *f = fopen(path, "r");
+
+	buf[0] = '\0';
+	if (f == NULL) {
+		fprintf(stderr, "%s: --password-file \"%s\": %s\n", prog, path, strerror(errno));
+		return -1;
+	}
+	if (fgets(buf, (int)n, f) == NULL)
+		buf[0] = '\0';
+	fclose(f);
+	buf[strcspn(buf, "\r\n")] = '\0';
+	if (buf[0] == '\0') {
+		fprintf(stderr, "%s: --password-file \"%s\": the first line is empty\n", prog,
+		        path);
+		return -1;
+	}
+	return 0;
 }
 
 long long tool_now_ms(void)

@@ -14,6 +14,7 @@
 #include <mosquitto.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 struct tool_conn {
 	int connack;          /* CONNACK reason, -1 until it arrives */
@@ -28,6 +29,13 @@ void tool_conn_init(struct tool_conn *c);
 void tool_conn_cleanup(struct tool_conn *c);
 /* Install the connect and disconnect callbacks that fill in the user data's tool_conn. */
 void tool_conn_callbacks(struct mosquitto *mosq);
+
+/*
+ * The first line of path (without its line end) into buf (n bytes): an operator's
+ * password for --password-file. Returns 0, or -1 after printing "<prog>: --password-file
+ * ...: why" (unreadable, or the first line is empty).
+ */
+int tool_read_password(const char *prog, const char *path, char *buf, size_t n);
 
 /* Monotonic milliseconds. */
 long long tool_now_ms(void);

@@ -906,6 +906,25 @@ int cmq_h_proc_stop(pid_t pid, int sig, int timeout_ms, int *status)
 	return killed ? 1 : 0;
 }
 
+int cmq_h_proc_wait(pid_t pid, int timeout_ms)
+{
+	int status = -1;
+
+	if (pid <= 0)
+		return -1;
+	for (int waited = 0;; waited += 20) {
+		if (!cmq_h_proc_alive(pid, &status))
+			return status != -1 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+		if (waited >= timeout_ms)
+			break;
+		usleep(20 * 1000);
+	}
+	fprintf(stderr, "harness: pid %ld still running after %d ms; killing it\n", (long)pid,
+	        timeout_ms);
+	cmq_h_proc_stop(pid, SIGKILL, 1000, &status);
+	return -1;
+}
+
 bool cmq_h_proc_alive(pid_t pid, int *status)
 {
 	int st = -1;

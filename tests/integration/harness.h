@@ -143,6 +143,12 @@ int cmq_h_proc_stop(pid_t pid, int sig, int timeout_ms, int *status);
 /* True if the process is still running; if it exited, reaps it (*status, may be NULL,
  * = its wait status) and removes it from the registry. */
 bool cmq_h_proc_alive(pid_t pid, int *status);
+/*
+ * Wait (at most timeout_ms, in 20 ms steps) for a process from cmq_h_spawn() to exit.
+ * Returns its exit code; -1 if it died of a signal, or if it still ran after timeout_ms
+ * (it is then killed with SIGKILL and reaped, and stderr says so).
+ */
+int cmq_h_proc_wait(pid_t pid, int timeout_ms);
 
 /* The cmq_h_log_* helpers for any log file (a spawned process's log_path). */
 size_t cmq_h_file_mark(const char *path);

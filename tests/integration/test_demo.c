@@ -40,8 +40,6 @@ static int suite_init(void)
 	const char *src = getenv("CMQ_SRC") ? getenv("CMQ_SRC") : ".";
 	char build[CMQ_H_PATH_MAX], log[CMQ_H_PATH_MAX + 32], path[CMQ_H_PATH_MAX + 32];
 	struct timespec t0, t1;
-	int status = -1;
-	bool alive;
 	pid_t pid;
 
 	cmq_h_init();
@@ -64,19 +62,9 @@ static int suite_init(void)
 	pid = cmq_h_spawn(argv, log);
 	if (pid < 0)
 		return 1;
-	alive = cmq_h_proc_alive(pid, &status);
-	for (int waited = 0; alive && waited < DEMO_TIMEOUT_MS; waited += 50) {
-		usleep(50 * 1000);
-		alive = cmq_h_proc_alive(pid, &status);
-	}
-	if (alive) {
-		fprintf(stderr, "test_demo: the demo still runs after %d ms; killing it\n",
-		        DEMO_TIMEOUT_MS);
-		cmq_h_proc_stop(pid, SIGKILL, 2000, &status);
-	}
+	demo_rc = cmq_h_proc_wait(pid, DEMO_TIMEOUT_MS);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	demo_seconds = (long)(t1.tv_sec - t0.tv_sec);
-	demo_rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 	if (demo_rc != 0) {
 		fprintf(stderr, "test_demo: the demo exited with %d; its output:\n", demo_rc);
 		cmq_h_file_print(log, 0);

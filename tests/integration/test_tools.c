@@ -68,22 +68,6 @@ static void device_files(const char *vendor, const char *device, char *cert, cha
 	snprintf(key, n, "%s", p ? p : "");
 }
 
-/* Wait (bounded) for a spawned tool to exit; its exit code, or -1 (killed / crashed). */
-static int wait_exit(pid_t pid, int timeout_ms)
-{
-	int status = -1;
-
-	for (int waited = 0; waited < timeout_ms; waited += 20) {
-		if (!cmq_h_proc_alive(pid, &status))
-			return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-		usleep(20 * 1000);
-	}
-	fprintf(stderr, "test_tools: pid %ld still running after %d ms; killing it\n", (long)pid,
-	        timeout_ms);
-	cmq_h_proc_stop(pid, SIGKILL, 1000, &status);
-	return -1;
-}
-
 /* Run civicmq-sim as a device until it exits; its exit code. */
 static int run_sim(const char *vendor, const char *device, const char *kind, const char *count,
                    const char *log)
@@ -100,7 +84,7 @@ static int run_sim(const char *vendor, const char *device, const char *kind, con
 	pid = cmq_h_spawn(argv, log);
 	if (pid < 0)
 		return -1;
-	return wait_exit(pid, TOOL_TIMEOUT_MS);
+	return cmq_h_proc_wait(pid, TOOL_TIMEOUT_MS);
 }
 
 static void log_path(const char *name, char *out, size_t n)
@@ -157,10 +141,10 @@ static void TEST_sim_usage_errors(void)
 
 	log_path("usage", log, sizeof(log));
 	pid = cmq_h_spawn(bad_kind, log);
-	CU_ASSERT_EQUAL(wait_exit(pid, TOOL_TIMEOUT_MS), 2);
+	CU_ASSERT_EQUAL(cmq_h_proc_wait(pid, TOOL_TIMEOUT_MS), 2);
 	CU_ASSERT_TRUE(output_has(log, "--kind \"bus\": expected one of air|noise"));
 	pid = cmq_h_spawn(no_port, log);
-	CU_ASSERT_EQUAL(wait_exit(pid, TOOL_TIMEOUT_MS), 2);
+	CU_ASSERT_EQUAL(cmq_h_proc_wait(pid, TOOL_TIMEOUT_MS), 2);
 	CU_ASSERT_TRUE(output_has(log, "civicmq-dash: --port is required"));
 }
 
@@ -195,7 +179,7 @@ static void TEST_dash_refused_subscription(void)
 	log_path("dash-dashboard", log, sizeof(log));
 	pid = spawn_dash("dashboard", "dashboard-tools", "raw/#", "1", false, log);
 	CU_ASSERT_FATAL(pid > 0);
-	CU_ASSERT_EQUAL(wait_exit(pid, TOOL_TIMEOUT_MS), 1);
+	CU_ASSERT_EQUAL(cmq_h_proc_wait(pid, TOOL_TIMEOUT_MS), 1);
 	CU_ASSERT_TRUE(
 	    output_has(log, "civicmq-dash: subscription to raw/# refused: not authorized"));
 }
@@ -250,7 +234,7 @@ static void TEST_dash_json_receives_provenance(void)
 		CU_FAIL_FATAL("civicmq-dash did not subscribe");
 	}
 	CU_ASSERT_EQUAL(run_sim("civitas", "civitas-air-001", "air", "5", slog), 0);
-	CU_ASSERT_EQUAL(wait_exit(pid, TOOL_TIMEOUT_MS), 0);
+	CU_ASSERT_EQUAL(cmq_h_proc_wait(pid, TOOL_TIMEOUT_MS), 0);
 	out = cmq_h_file_read(dlog, 0, NULL);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(out);
 	CU_ASSERT_EQUAL(check_json_lines(out), 3);

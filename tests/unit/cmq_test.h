@@ -45,6 +45,9 @@ const char *cmq_test_data(const char *name);
 const char *cmq_test_tmpdir(void);
 /* Write text to dir/name; returns the full path in a static buffer (valid until next call). */
 const char *cmq_test_write_file(const char *name, const char *text);
+/* The whole file (NUL-terminated, malloc'ed; *len its length, len may be NULL), or NULL if it
+ * cannot be read. */
+char *cmq_test_read_file(const char *path, size_t *len);
 
 /*
  * Load a policy that must load: prints every diagnostic, asserts CMQ_OK, no errors and

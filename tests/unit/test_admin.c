@@ -93,28 +93,11 @@ static void join(char *out, const char *dir, const char *name)
 	snprintf(out, PATH_LEN, "%s/%s", dir, name);
 }
 
-/* The whole file (NUL-terminated, malloc'ed), or NULL if it does not exist. */
+/* The whole file (NUL-terminated, malloc'ed); it must exist. */
 static char *slurp(const char *path, size_t *len)
 {
-	FILE *f = fopen(path, "rb");
-	char *buf = NULL;
-	long n;
+	char *buf = cmq_test_read_file(path, len);
 
-	*len = 0;
-	if (f == NULL)
-		return NULL;
-	if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
-		buf = malloc((size_t)n + 1);
-		if (buf != NULL && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-			free(buf);
-			buf = NULL;
-		}
-		if (buf != NULL) {
-			buf[n] = '\0';
-			*len = (size_t)n;
-		}
-	}
-	fclose(f);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(buf);
 	return buf;
 }

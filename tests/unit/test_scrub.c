@@ -67,31 +67,6 @@ static const struct cmq_profile *find_profile(const struct cmq_policy *p, const 
 	return NULL;
 }
 
-/* Whole file into a malloc'd buffer (NUL-terminated); NULL if it does not exist. */
-static char *slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf = NULL;
-	long n;
-
-	if (f == NULL)
-		return NULL;
-	if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
-		buf = malloc((size_t)n + 1);
-		if (buf != NULL && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-			free(buf);
-			buf = NULL;
-		}
-		if (buf != NULL) {
-			buf[n] = '\0';
-			if (len != NULL)
-				*len = (size_t)n;
-		}
-	}
-	fclose(f);
-	return buf;
-}
-
 static void spit(const char *path, const char *text)
 {
 	FILE *f = fopen(path, "wb");
@@ -217,7 +192,7 @@ static void TEST_golden_files(void)
 		snprintf(path, sizeof(path), "%s/%s.in.json", dir, names[i]);
 		snprintf(exp_json, sizeof(exp_json), "%s/%s.expected.json", dir, names[i]);
 		snprintf(exp_drop, sizeof(exp_drop), "%s/%s.expected-drop", dir, names[i]);
-		payload = slurp(path, &len);
+		payload = cmq_test_read_file(path, &len);
 		CU_ASSERT_PTR_NOT_NULL_FATAL(payload);
 		got = run_case(prof, ps, payload, len, &is_drop);
 		drops += is_drop;
@@ -225,8 +200,8 @@ static void TEST_golden_files(void)
 			spit(is_drop ? exp_drop : exp_json, got);
 			remove(is_drop ? exp_json : exp_drop);
 		}
-		want_json = slurp(exp_json, NULL);
-		want_drop = slurp(exp_drop, NULL);
+		want_json = cmq_test_read_file(exp_json, NULL);
+		want_drop = cmq_test_read_file(exp_drop, NULL);
 		/* Exactly one expected file, and it says what the code did. */
 		ok = (want_json == NULL) != (want_drop == NULL) &&
 		     strcmp(is_drop ? (want_drop ? want_drop : "") : (want_json ? want_json : ""),
