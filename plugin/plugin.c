@@ -17,11 +17,15 @@
  *     require_certificate true # use_identity_as_username / use_subject_as_username stay off:
  *                              # with them on, Mosquitto skips the plugin's authentication
  *
+ * Optional: plugin_opt_consent and plugin_opt_audit_log for administration
+ * through $CONTROL/civicmq/v1 (plugin_control.c).
+ *
  * Init refuses to start the broker if the policy does not load (the error
- * names file, JSON path and value). SIGHUP (MOSQ_EVT_RELOAD) re-reads every
- * file, swaps the new policy in only if it is complete and valid, then
- * disconnects connected clients the new policy refuses. A broken file at
- * reload keeps the old policy and logs why.
+ * names file, JSON path and value). SIGHUP (MOSQ_EVT_RELOAD), and a policy
+ * file changing on disk (checked each second), re-read every file, swap the
+ * new policy in only if it is complete and valid, then disconnect connected
+ * clients the new policy refuses and republish the transparency register. A
+ * broken file keeps the old policy and logs why.
  */
 #include "plugin.h"
 
@@ -302,6 +306,7 @@ static int on_reload(int event, void *event_data, void *userdata)
 	(void)event;
 	(void)event_data;
 	begin_recheck(pl);
+	cmq_plugin_remember_files(pl); /* before reading: a later change is seen by the tick */
 	p = cmq_plugin_load(pl, "reload");
 	if (p == NULL) {
 		cmq_plugin_log(MOSQ_LOG_ERR, "reload failed; still enforcing policy %s",
@@ -382,6 +387,7 @@ EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userd
 		plugin_free(pl);
 		return MOSQ_ERR_INVAL;
 	}
+	cmq_plugin_remember_files(pl);
 	pl->policy = cmq_plugin_load(pl, "start");
 	if (pl->policy == NULL || cmq_plugin_control_init(pl) != 0) {
 		plugin_free(pl);

@@ -100,14 +100,14 @@ void cmq_plugin_enforce(struct cmq_plugin *pl);
 
 /* Administration (plugin_control.c). */
 int cmq_plugin_on_control(int event, void *event_data, void *userdata);
-/* Open the audit log and note the files' state. 0, or -1 after logging why. */
+/* Open the audit log. 0, or -1 after logging why. */
 int cmq_plugin_control_init(struct cmq_plugin *pl);
 void cmq_plugin_control_cleanup(struct cmq_plugin *pl);
 /* Put p in force (the old policy is freed): kick whom it refuses, republish the register. */
 void cmq_plugin_swap(struct cmq_plugin *pl, struct cmq_policy *p);
 /* Retain the transparency register of the running policy on city/transparency/register. */
 void cmq_plugin_publish_register(struct cmq_plugin *pl);
-/* Record the policy files' state (after loading them). */
+/* Record the policy files' state; called just before they are read. */
 void cmq_plugin_remember_files(struct cmq_plugin *pl);
 /* At most once a second: reload if a policy file changed on disk. */
 void cmq_plugin_watch_files(struct cmq_plugin *pl);

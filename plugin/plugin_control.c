@@ -107,7 +107,6 @@ void cmq_plugin_swap(struct cmq_plugin *pl, struct cmq_policy *p)
 	cmq_pcache_clear(&pl->who); /* its principals point into the old policy */
 	cmq_policy_free(pl->policy);
 	pl->policy = p;
-	cmq_plugin_remember_files(pl);
 	cmq_plugin_enforce(pl);
 	cmq_plugin_publish_register(pl);
 }
@@ -122,11 +121,13 @@ void cmq_plugin_watch_files(struct cmq_plugin *pl)
 	pl->watch_at = now;
 	if (!files_changed(pl))
 		return;
+	/* Noted before reading: a change made meanwhile is seen at the next check. A broken
+	 * file is so reported once, not every second. */
+	cmq_plugin_remember_files(pl);
 	p = cmq_plugin_load(pl, "file change");
 	if (p == NULL) {
 		cmq_plugin_log(MOSQ_LOG_ERR, "changed files not loaded; still enforcing policy %s",
 		               pl->policy->stamp);
-		cmq_plugin_remember_files(pl); /* report a broken file once, not every second */
 		return;
 	}
 	cmq_plugin_swap(pl, p);
@@ -281,7 +282,10 @@ int cmq_plugin_on_control(int event, void *event_data, void *userdata)
 		goto reply;
 	}
 	cmq_diag_init(&diag);
-	if (ed->payloadlen > REQUEST_MAX)
+	if (ed->payload == NULL || ed->payloadlen == 0)
+		answer = cmq_admin_error(NULL, "bad_request",
+		                         "empty request; send a JSON object with a \"command\"");
+	else if (ed->payloadlen > REQUEST_MAX)
 		answer =
 		    cmq_admin_error(NULL, "bad_request", "request of %u bytes; the limit is %u",
 		                    ed->payloadlen, REQUEST_MAX);
@@ -303,8 +307,11 @@ int cmq_plugin_on_control(int event, void *event_data, void *userdata)
 		    json_object_get_boolean(json_object_object_get(answer, "ok")))
 			add_connected_devices(pl, answer);
 	}
-	if (out.policy != NULL)
+	if (out.policy != NULL) {
+		/* Loaded from exactly the bytes just saved: the files are as the policy says. */
+		cmq_plugin_remember_files(pl);
 		cmq_plugin_swap(pl, out.policy);
+	}
 	if (out.changed)
 		cmq_plugin_log(MOSQ_LOG_NOTICE,
 		               "control: %s by \"%s\": saved and in force (policy %s)", command,
@@ -337,7 +344,6 @@ int cmq_plugin_control_init(struct cmq_plugin *pl)
 		cmq_plugin_log(MOSQ_LOG_WARNING,
 		               "no plugin_opt_audit_log: the control API answers questions but "
 		               "makes no changes, and refused connections are not audited");
-	cmq_plugin_remember_files(pl);
 	return 0;
 }
 

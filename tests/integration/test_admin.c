@@ -206,6 +206,55 @@ static void TEST_list_and_explain(void)
 	CU_ASSERT_TRUE(has(log, "field \"action\""));
 }
 
+/* ---- requests that are not requests get an answer, and the broker lives on ---- */
+
+/* Publish payload (len -1: a string) to the control API as the admin; the answer's text
+ * (static). */
+static const char *raw_request(struct cmq_h_client *c, const char *payload, int len)
+{
+	static char answer[1024];
+	struct cmq_h_msg m;
+
+	if (len < 0)
+		len = (int)strlen(payload);
+	answer[0] = '\0';
+	if (cmq_h_publish(c, "$CONTROL/civicmq/v1", payload, len, 1, false, NULL, NULL) != 0)
+		return "(publish refused)";
+	memset(&m, 0, sizeof(m));
+	if (cmq_h_wait_message(c, 5000, &m) != 0)
+		return "(no answer)";
+	if (strcmp(m.topic, "$CONTROL/civicmq/v1/response") == 0)
+		snprintf(answer, sizeof(answer), "%.*s", m.payloadlen, (const char *)m.payload);
+	cmq_h_msg_clear(&m);
+	return answer;
+}
+
+static void TEST_malformed_requests_answered(void)
+{
+	struct cmq_h_client *c = NULL;
+	int reason = 0;
+	size_t big = 1024 * 1024 + 1;
+	char *huge = malloc(big);
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(huge);
+	CU_ASSERT_EQUAL_FATAL(cmq_env_connect_cert(&env, "admin", "admin-raw", 0, &c, &reason), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(raw_request(c, "", 0), "\"error\":\"bad_request\""));
+	CU_ASSERT_PTR_NOT_NULL(strstr(raw_request(c, "{\"command\":", -1), "bad_request"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(raw_request(c, "[1,2]", -1), "\"command\""));
+	CU_ASSERT_PTR_NOT_NULL(
+	    strstr(raw_request(c, "{\"command\":\"vendor.nuke\"}", -1), "unknown command"));
+	memset(huge, ' ', big);
+	huge[0] = '{';
+	huge[big - 1] = '}';
+	CU_ASSERT_PTR_NOT_NULL(strstr(raw_request(c, huge, (int)big), "the limit is"));
+	/* ... and a well-formed one still works on the same connection. */
+	CU_ASSERT_PTR_NOT_NULL(
+	    strstr(raw_request(c, "{\"command\":\"vendor.list\"}", -1), "\"ok\":true"));
+	CU_ASSERT_TRUE(cmq_h_broker_alive(&env.broker));
+	cmq_h_close(c);
+	free(huge);
+}
+
 /* ---- the control API refuses everyone but the admin role ---- */
 
 static void TEST_non_admin_denied(void)
@@ -499,6 +548,7 @@ int main(void)
 {
 	static const struct cmq_itest tests[] = {
 	    {"list_and_explain", TEST_list_and_explain},
+	    {"malformed_requests_answered", TEST_malformed_requests_answered},
 	    {"non_admin_denied", TEST_non_admin_denied},
 	    {"restrict_denies_personal_data", TEST_restrict_denies_personal_data},
 	    {"block_cuts_off_connected_device", TEST_block_cuts_off_connected_device},
