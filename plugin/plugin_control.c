@@ -316,7 +316,8 @@ int cmq_plugin_on_control(int event, void *event_data, void *userdata)
 		cmq_plugin_log(MOSQ_LOG_NOTICE,
 		               "control: %s by \"%s\": saved and in force (policy %s)", command,
 		               user, pl->policy->stamp);
-	else if (answer != NULL && cmq_admin_is_change(command))
+	else if (answer != NULL && cmq_admin_is_change(command) &&
+	         json_object_object_get(answer, "message") != NULL)
 		cmq_plugin_log(MOSQ_LOG_NOTICE, "control: %s by \"%s\" not made: %s", command, user,
 		               json_object_get_string(json_object_object_get(answer, "message")));
 reply:

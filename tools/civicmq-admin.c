@@ -247,27 +247,36 @@ static json_object *build_request(const struct opts *o)
 		goto usage;
 	add_str(req, "reason", o->reason);
 	if (strcmp(w0, "vendor") == 0) {
-		if (strcmp(w1, "list") == 0 && need(o, 2, "vendor list") == 0) {
+		if (strcmp(w1, "list") == 0) {
+			if (need(o, 2, "vendor list") != 0)
+				goto fail;
 			add_str(req, "command", "vendor.list");
-		} else if (strcmp(w1, "show") == 0 && need(o, 3, "vendor show VENDOR") == 0) {
+		} else if (strcmp(w1, "show") == 0) {
+			if (need(o, 3, "vendor show VENDOR") != 0)
+				goto fail;
 			add_str(req, "command", "vendor.show");
 			add_str(req, "vendor", arg(o, 2));
-		} else if ((strcmp(w1, "trust") == 0 || strcmp(w1, "restrict") == 0 ||
-		            strcmp(w1, "block") == 0) &&
-		           need(o, 3, "vendor trust|restrict|block VENDOR") == 0) {
+		} else if (strcmp(w1, "trust") == 0 || strcmp(w1, "restrict") == 0 ||
+		           strcmp(w1, "block") == 0) {
+			if (need(o, 3, "vendor trust|restrict|block VENDOR") != 0)
+				goto fail;
 			add_str(req, "command", "vendor.set_tier");
 			add_str(req, "vendor", arg(o, 2));
 			add_str(req, "tier",
 			        strcmp(w1, "trust") == 0      ? "trusted"
 			        : strcmp(w1, "restrict") == 0 ? "restricted"
 			                                      : "blocked");
-		} else if (strcmp(w1, "remove") == 0 && need(o, 3, "vendor remove VENDOR") == 0) {
+		} else if (strcmp(w1, "remove") == 0) {
+			if (need(o, 3, "vendor remove VENDOR") != 0)
+				goto fail;
 			add_str(req, "command", "vendor.remove");
 			add_str(req, "vendor", arg(o, 2));
-		} else if (strcmp(w1, "categories") == 0 &&
-		           need(o, 4, "vendor categories VENDOR A,B") == 0) {
-			json_object *cats = csv_array(arg(o, 3));
+		} else if (strcmp(w1, "categories") == 0) {
+			json_object *cats;
 
+			if (need(o, 4, "vendor categories VENDOR A,B") != 0)
+				goto fail;
+			cats = csv_array(arg(o, 3));
 			if (cats == NULL) {
 				fprintf(stderr,
 				        PROG ": categories \"%s\": use ids separated by commas\n",
@@ -277,10 +286,11 @@ static json_object *build_request(const struct opts *o)
 			add_str(req, "command", "vendor.set_categories");
 			add_str(req, "vendor", arg(o, 2));
 			json_object_object_add(req, "categories", cats);
-		} else if (strcmp(w1, "add") == 0 &&
-		           need(o, 3, "vendor add VENDOR --name ...") == 0) {
+		} else if (strcmp(w1, "add") == 0) {
 			json_object *cats;
 
+			if (need(o, 3, "vendor add VENDOR --name ...") != 0)
+				goto fail;
 			if (o->categories == NULL || (cats = csv_array(o->categories)) == NULL) {
 				fprintf(stderr, PROG ": vendor add needs --categories A,B\n");
 				goto fail;
@@ -306,10 +316,13 @@ static json_object *build_request(const struct opts *o)
 			goto usage;
 		}
 	} else if (strcmp(w0, "device") == 0) {
-		if (strcmp(w1, "list") == 0 && need(o, 2, "device list") == 0) {
+		if (strcmp(w1, "list") == 0) {
+			if (need(o, 2, "device list") != 0)
+				goto fail;
 			add_str(req, "command", "device.list");
-		} else if ((strcmp(w1, "revoke") == 0 || strcmp(w1, "reinstate") == 0) &&
-		           need(o, 4, "device revoke|reinstate VENDOR SERIAL") == 0) {
+		} else if ((strcmp(w1, "revoke") == 0 || strcmp(w1, "reinstate") == 0)) {
+			if (need(o, 4, "device revoke|reinstate VENDOR SERIAL") != 0)
+				goto fail;
 			snprintf(cmd, sizeof(cmd), "device.%s", w1);
 			add_str(req, "command", cmd);
 			add_str(req, "vendor", arg(o, 2));
@@ -318,20 +331,24 @@ static json_object *build_request(const struct opts *o)
 			goto usage;
 		}
 	} else if (strcmp(w0, "consent") == 0) {
-		if ((strcmp(w1, "grant") == 0 || strcmp(w1, "withdraw") == 0) &&
-		    need(o, 4, "consent grant|withdraw RESIDENT CATEGORY") == 0) {
+		if ((strcmp(w1, "grant") == 0 || strcmp(w1, "withdraw") == 0)) {
+			if (need(o, 4, "consent grant|withdraw RESIDENT CATEGORY") != 0)
+				goto fail;
 			snprintf(cmd, sizeof(cmd), "consent.%s", w1);
 			add_str(req, "command", cmd);
 			add_str(req, "resident", arg(o, 2));
 			add_str(req, "category", arg(o, 3));
-		} else if (strcmp(w1, "list") == 0 && need(o, 3, "consent list RESIDENT") == 0) {
+		} else if (strcmp(w1, "list") == 0) {
+			if (need(o, 3, "consent list RESIDENT") != 0)
+				goto fail;
 			add_str(req, "command", "consent.list");
 			add_str(req, "resident", arg(o, 2));
 		} else {
 			goto usage;
 		}
-	} else if (strcmp(w0, "explain") == 0 &&
-	           need(o, 4, "explain USERNAME publish|subscribe|read TOPIC") == 0) {
+	} else if (strcmp(w0, "explain") == 0) {
+		if (need(o, 4, "explain USERNAME publish|subscribe|read TOPIC") != 0)
+			goto fail;
 		add_str(req, "command", "explain");
 		add_str(req, "username", w1);
 		add_str(req, "action", arg(o, 2));
@@ -343,7 +360,10 @@ static json_object *build_request(const struct opts *o)
 		goto fail; /* need() printed the expected shape */
 	return req;
 usage:
-	usage(stderr);
+	fprintf(stderr,
+	        PROG ": \"%s%s%s\" is not a command; commands: vendor, device, consent, explain, "
+	             "audit verify, transparency (--help shows them all)\n",
+	        w0 ? w0 : "", w1 ? " " : "", w1 ? w1 : "");
 fail:
 	json_object_put(req);
 	return NULL;
@@ -417,12 +437,15 @@ static int run_offline(const struct opts *o, json_object *req, json_object **ans
 	if (load_policy(&pa, &p) != CMQ_OK)
 		return EXIT_SAVE;
 	json_object_object_get_ex(req, "command", &cmd);
+	err[0] = '\0';
 	if (cmq_admin_is_change(json_object_get_string(cmd)) &&
 	    cmq_audit_open(pa.audit, &audit, err, sizeof(err)) != CMQ_OK) {
 		fprintf(stderr, PROG ": audit log: %s; nothing was changed\n", err);
 		cmq_policy_free(p);
 		return EXIT_SAVE;
 	}
+	if (err[0] != '\0')
+		fprintf(stderr, PROG ": audit log: %s\n", err); /* a warning: a torn line cut off */
 	files = (struct cmq_admin_files){pa.policy, pa.vendors, pa.operators,
 	                                 pa.have_ca ? pa.ca_file : NULL, pa.consent};
 	actor_name(actor, sizeof(actor));
@@ -772,9 +795,8 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return EXIT_DONE;
 	}
-	if (o.nargs == 2 && strcmp(o.args[0], "audit") == 0 && strcmp(o.args[1], "verify") == 0)
-		return audit_verify(&o);
-	if (o.nargs == 3 && strcmp(o.args[0], "audit") == 0 && strcmp(o.args[1], "verify") == 0)
+	if ((o.nargs == 2 || o.nargs == 3) && strcmp(o.args[0], "audit") == 0 &&
+	    strcmp(o.args[1], "verify") == 0)
 		return audit_verify(&o);
 	register_cmd = o.nargs == 1 && strcmp(o.args[0], "transparency") == 0;
 	if (register_cmd) {
