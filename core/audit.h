@@ -14,8 +14,10 @@
  * line breaks the chain at or just after that line, and cmq_audit_verify() names it. Editing
  * or removing the *last* line cannot be seen from the file alone, and neither can a rewrite of
  * the whole file with fresh hashes (there is no secret in the chain). Both are caught only
- * against a head hash kept elsewhere: the plugin publishes cmq_audit_head() after every
- * append, and an operator can compare it with the head cmq_audit_verify() reports.
+ * against a head hash kept elsewhere: the plugin publishes cmq_audit_head() retained on
+ * city/transparency/audit after every administrative change, so anyone who records those can
+ * later show that the history up to that line was kept; cmq_audit_verify() reports the head
+ * to compare.
  *
  * Writers: several may share one log - the broker plugin and civicmq-admin working offline
  * on the same files - without forking the chain. Each append takes an exclusive flock(2) on

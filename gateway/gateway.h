@@ -126,7 +126,7 @@ struct cmq_gw_gen {
 	struct cmq_consent *consent;
 	struct cmq_pseudo *pseudo;
 	struct stat consent_st; /* consent file identity when loaded (changes trigger a reload) */
-	struct stat policy_st;  /* policy and vendors files as last read (changes: reload) */
+	struct stat policy_st;  /* policy and vendors files as last read, under gw->lock */
 	struct stat vendors_st;
 };
 
@@ -160,11 +160,19 @@ int cmq_gw_load_pseudo(const struct cmq_gw_config *cfg, struct cmq_pseudo **out)
 void cmq_gw_reload(struct cmq_gw *gw);
 /* Reload consent if its file changed on disk (called with gw->lock held). */
 void cmq_gw_consent_refresh(struct cmq_gw *gw);
-/* Note the policy files' identity (after loading them). */
+/* Note the policy files' identity (just before loading them). Takes gw->lock. */
 void cmq_gw_policy_seen(struct cmq_gw *gw);
 /* Main thread, once a second: a full reload if the policy or vendors file changed on disk
  * (civicmq-admin or the control API rewrote it), as on SIGHUP. */
 void cmq_gw_policy_watch(struct cmq_gw *gw);
+/*
+ * Receive thread, gw->lock held: a message stamped with another policy than the one loaded
+ * means the broker may already enforce changed files (it saves before it applies); if the
+ * files changed, load them now rather than at the next second, so a vendor trusted again is
+ * not refused here meanwhile. Costs a string compare per message, and two stat calls while
+ * the stamps differ.
+ */
+void cmq_gw_policy_catch_up(struct cmq_gw *gw, const char *provenance);
 void cmq_gw_gen_free(struct cmq_gw_gen *g);
 
 /* outbox.c: Paho's persistence interface on core/kvlog.c. */

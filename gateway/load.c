@@ -108,26 +108,69 @@ void cmq_gw_consent_refresh(struct cmq_gw *gw)
 	           cmq_consent_count(c));
 }
 
+/* The policy and vendors files' identity now (zeroed when a file is missing). */
+static void policy_files_now(const struct cmq_gw *gw, struct stat *p, struct stat *v)
+{
+	if (stat(gw->cfg.policy, p) != 0)
+		memset(p, 0, sizeof(*p));
+	if (stat(gw->cfg.vendors, v) != 0)
+		memset(v, 0, sizeof(*v));
+}
+
+/* Whether they differ from what the loaded policy came from; if so, note them. With
+ * gw->lock held: the main thread and the receive thread both check. */
+static bool policy_files_changed(struct cmq_gw *gw)
+{
+	struct stat p, v;
+
+	policy_files_now(gw, &p, &v);
+	if (same_file(&p, &gw->gen.policy_st) && same_file(&v, &gw->gen.vendors_st))
+		return false;
+	gw->gen.policy_st = p;
+	gw->gen.vendors_st = v;
+	return true;
+}
+
 void cmq_gw_policy_seen(struct cmq_gw *gw)
 {
-	if (stat(gw->cfg.policy, &gw->gen.policy_st) != 0)
-		memset(&gw->gen.policy_st, 0, sizeof(gw->gen.policy_st));
-	if (stat(gw->cfg.vendors, &gw->gen.vendors_st) != 0)
-		memset(&gw->gen.vendors_st, 0, sizeof(gw->gen.vendors_st));
+	pthread_mutex_lock(&gw->lock);
+	(void)policy_files_changed(gw);
+	pthread_mutex_unlock(&gw->lock);
 }
 
 void cmq_gw_policy_watch(struct cmq_gw *gw)
 {
-	struct stat p, v;
+	bool changed;
 
-	if (stat(gw->cfg.policy, &p) != 0)
-		memset(&p, 0, sizeof(p));
-	if (stat(gw->cfg.vendors, &v) != 0)
-		memset(&v, 0, sizeof(v));
-	if (same_file(&p, &gw->gen.policy_st) && same_file(&v, &gw->gen.vendors_st))
+	pthread_mutex_lock(&gw->lock);
+	changed = policy_files_changed(gw);
+	pthread_mutex_unlock(&gw->lock);
+	if (!changed)
 		return;
 	cmq_gw_log(GW_NOTICE, "reload: %s or %s changed on disk", gw->cfg.policy, gw->cfg.vendors);
-	cmq_gw_reload(gw); /* notes the files again, so a broken one is reported once */
+	cmq_gw_reload(gw);
+}
+
+void cmq_gw_policy_catch_up(struct cmq_gw *gw, const char *provenance)
+{
+	const char *stamp = provenance ? strrchr(provenance, '/') : NULL;
+	struct cmq_policy *p = NULL;
+
+	if (stamp == NULL || strcmp(stamp + 1, gw->gen.policy->stamp) == 0 ||
+	    !policy_files_changed(gw))
+		return;
+	if (cmq_gw_load_policy(&gw->cfg, &p) != CMQ_OK) {
+		cmq_gw_log(GW_ERROR,
+		           "policy: %s or %s changed but does not load; still enforcing %s",
+		           gw->cfg.policy, gw->cfg.vendors, gw->gen.policy->stamp);
+		return;
+	}
+	cmq_gw_log(GW_NOTICE,
+	           "policy: a message was stamped with policy %s; loaded %s from the changed "
+	           "files (was %s)",
+	           stamp + 1, p->stamp, gw->gen.policy->stamp);
+	cmq_policy_free(gw->gen.policy);
+	gw->gen.policy = p;
 }
 
 void cmq_gw_reload(struct cmq_gw *gw)
@@ -144,8 +187,7 @@ void cmq_gw_reload(struct cmq_gw *gw)
 	           gw->cfg.consent ? ", " : "", gw->cfg.consent ? gw->cfg.consent : "",
 	           gw->cfg.pseudonym_key ? ", " : "",
 	           gw->cfg.pseudonym_key ? gw->cfg.pseudonym_key : "");
-	/* Noted before reading, so a change made meanwhile is seen at the next check. Only
-	 * this (main) thread uses policy_st and vendors_st. */
+	/* Noted before reading, so a change made meanwhile is seen at the next check. */
 	cmq_gw_policy_seen(gw);
 	policy_ok = cmq_gw_load_policy(&gw->cfg, &p) == CMQ_OK;
 	/* Consent is checked against the policy that will be in force. The old policy is

@@ -112,6 +112,7 @@ static int on_message(void *context, char *topic_name, int topic_len, MQTTAsync_
 	topic[tlen] = '\0';
 
 	pthread_mutex_lock(&gw->lock);
+	cmq_gw_policy_catch_up(gw, prov);
 	if (gw->cfg.consent != NULL && needs_consent(gw->gen.policy, topic, tlen))
 		cmq_gw_consent_refresh(gw);
 	pl.policy = gw->gen.policy;

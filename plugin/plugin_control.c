@@ -35,6 +35,7 @@
 #define REQUEST_MAX      (1024u * 1024u)
 #define RESPONSE_TOPIC   CMQ_CONTROL_TOPIC "/response"
 #define REGISTER_TOPIC   "city/transparency/register"
+#define AUDIT_HEAD_TOPIC "city/transparency/audit"
 #define AUDIT_PER_SECOND 100 /* refused connections audited one by one per second */
 
 /* ---- file stamps: what the running policy was loaded from ---- */
@@ -134,6 +135,27 @@ void cmq_plugin_watch_files(struct cmq_plugin *pl)
 }
 
 /* ---- the audit log ---- */
+
+/*
+ * After an administrative change, the audit log's head (the SHA-256 of its last line, that
+ * change's) goes out retained: whoever records these can later show that the history up to
+ * each of them was kept, which the chain alone cannot (audit.h).
+ */
+static void publish_audit_head(struct cmq_plugin *pl)
+{
+	char text[256];
+	int n;
+
+	if (pl->audit == NULL)
+		return;
+	n = snprintf(text, sizeof(text), "{\"seq\":%llu,\"head\":\"%s\",\"policy\":\"%s\"}",
+	             (unsigned long long)(cmq_audit_next_seq(pl->audit) - 1),
+	             cmq_audit_head(pl->audit), pl->policy->stamp);
+	if (n < 0 || (size_t)n >= sizeof(text) ||
+	    mosquitto_broker_publish_copy(NULL, AUDIT_HEAD_TOPIC, n, text, 1, true, NULL) !=
+	        MOSQ_ERR_SUCCESS)
+		cmq_plugin_log(MOSQ_LOG_ERR, "audit head not published on %s", AUDIT_HEAD_TOPIC);
+}
 
 /*
  * Refusals are written to the kernel but not fdatasync'ed: a flood of them must not make the
@@ -312,12 +334,13 @@ int cmq_plugin_on_control(int event, void *event_data, void *userdata)
 		cmq_plugin_remember_files(pl);
 		cmq_plugin_swap(pl, out.policy);
 	}
-	if (out.changed)
+	if (out.changed) {
+		publish_audit_head(pl);
 		cmq_plugin_log(MOSQ_LOG_NOTICE,
 		               "control: %s by \"%s\": saved and in force (policy %s)", command,
 		               user, pl->policy->stamp);
-	else if (answer != NULL && cmq_admin_is_change(command) &&
-	         json_object_object_get(answer, "message") != NULL)
+	} else if (answer != NULL && cmq_admin_is_change(command) &&
+	           json_object_object_get(answer, "message") != NULL)
 		cmq_plugin_log(MOSQ_LOG_NOTICE, "control: %s by \"%s\" not made: %s", command, user,
 		               json_object_get_string(json_object_object_get(answer, "message")));
 reply:
