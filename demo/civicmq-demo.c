@@ -117,6 +117,10 @@ struct demo {
 	size_t n_pids;
 	/* results */
 	bool refused_blocked, refused_foreign, refused_restricted, refused_raw;
+	bool live_cut_off, audit_intact; /* act 5 */
+	char admin_exe[CMQ_H_PATH_MAX + 32];
+	char audit_log[CMQ_H_PATH_MAX + 32];
+	char consent[CMQ_H_PATH_MAX + 32];
 	long sent, refused_pubs;
 	size_t canaries, leaks;
 	struct cmq_gwe_metrics m;
@@ -623,17 +627,116 @@ static void show_register(struct demo *d)
 	json_object_put(reg);
 }
 
+/* ---- act 5: administering live ---- */
+
+/* civicmq-admin with the words (NULL-terminated); online as the admin if online. */
+static int run_admin(struct demo *d, bool online, const char *log, ...)
+{
+	const char *args[32];
+	char cert[CMQ_H_PATH_MAX + 32], key[CMQ_H_PATH_MAX + 32];
+	const char *p;
+	int n = 0;
+	va_list ap;
+
+	args[n++] = d->admin_exe;
+	if (online) {
+		p = cmq_h_pki("operators/admin.pem");
+		snprintf(cert, sizeof(cert), "%s", p ? p : "");
+		p = cmq_h_pki("operators/admin.key");
+		snprintf(key, sizeof(key), "%s", p ? p : "");
+		args[n++] = "--host";
+		args[n++] = "localhost";
+		args[n++] = "--port";
+		args[n++] = d->port_dev;
+		args[n++] = "--cafile";
+		args[n++] = d->env.cafile;
+		args[n++] = "--cert";
+		args[n++] = cert;
+		args[n++] = "--key";
+		args[n++] = key;
+	}
+	va_start(ap, log);
+	for (const char *a = va_arg(ap, const char *); a != NULL && n < 31;
+	     a = va_arg(ap, const char *))
+		args[n++] = a;
+	va_end(ap);
+	args[n] = NULL;
+	unlink(log);
+	{
+		pid_t pid = cmq_h_spawn(args, log);
+
+		track(d, pid);
+		return cmq_h_proc_wait(pid, TOOL_TIMEOUT_MS);
+	}
+}
+
+static void print_log(const char *log, const char *indent)
+{
+	char *text = cmq_h_file_read(log, 0, NULL), *save = NULL;
+
+	for (char *line = text ? strtok_r(text, "\n", &save) : NULL; line != NULL;
+	     line = strtok_r(NULL, "\n", &save))
+		print_wrapped(indent, line, strlen(line));
+	free(text);
+}
+
+static void administer(struct demo *d)
+{
+	char log[CMQ_H_PATH_MAX + 64], simlog[CMQ_H_PATH_MAX + 64];
+	size_t mark;
+	pid_t sim;
+	int rc;
+
+	heading("5. An official blocks a vendor on the running system");
+	printf(
+	    "\n  nimbus-air-001 is connected and publishing; then, as the city's admin:\n"
+	    "    civicmq-admin --port %s --cert admin.pem ... vendor block nimbus --reason ...\n\n",
+	    d->port_dev);
+	mark = cmq_h_log_mark(&d->env.broker);
+	sim = spawn_sim(d, "nimbus", "nimbus-air-001", NULL, "air", NULL, "0", simlog,
+	                sizeof(simlog));
+	if (sim < 0 ||
+	    !cmq_h_log_wait(&d->env.broker, mark, "Received PUBLISH from nimbus-air-001", 10000)) {
+		fail(d, "nimbus-air-001 did not start publishing (see %s)", simlog);
+		cmq_h_proc_stop(sim, SIGTERM, 2000, NULL);
+		return;
+	}
+	out_path(d, "admin-block.log", log, sizeof(log));
+	rc = run_admin(d, true, log, "vendor", "block", "nimbus", "--reason",
+	               "demo: firmware found sending data home", NULL);
+	print_log(log, "      admin:  ");
+	/* The device is cut off: the simulator reports the lost connection and exits. */
+	d->live_cut_off = rc == 0 && cmq_h_proc_wait(sim, 10000) == 1 &&
+	                  cmq_h_file_contains(simlog, 0, "lost its connection");
+	print_tool_line(simlog, "lost its connection");
+	print_plugin_line(d, mark, "disconnecting \"nimbus-air-001\"");
+	if (!d->live_cut_off)
+		fail(d, "blocking nimbus did not cut off its connected device (see %s, %s)", log,
+		     simlog);
+
+	printf("\n  The change is in the audit log, hash-chained after the refusals of act 1:\n");
+	out_path(d, "admin-verify.log", log, sizeof(log));
+	rc = run_admin(d, false, log, "audit", "verify", d->audit_log, NULL);
+	print_log(log, "      ");
+	d->audit_intact = rc == 0;
+	if (!d->audit_intact)
+		fail(d, "civicmq-admin audit verify failed on %s", d->audit_log);
+}
+
 /* ---- summary ---- */
 
 static void summary(struct demo *d)
 {
 	long elapsed = (long)(time(NULL) - d->started);
 
-	heading("5. Summary");
+	heading("6. Summary");
 	printf("\n  refused at the broker: blocked vendor %s, impostor CA %s, restricted vendor's\n"
 	       "  personal data %s, dashboard reading raw/# %s\n",
 	       d->refused_blocked ? "yes" : "NO", d->refused_foreign ? "yes" : "NO",
 	       d->refused_restricted ? "yes" : "NO", d->refused_raw ? "yes" : "NO");
+	printf("  administered live: blocking nimbus cut off its connected device %s; audit log "
+	       "chain intact %s\n",
+	       d->live_cut_off ? "yes" : "NO", d->audit_intact ? "yes" : "NO");
 	printf("  sensors sent %ld; the gateway received %lld: forwarded %lld, absorbed into\n"
 	       "  aggregates %lld, dropped %lld\n",
 	       d->sent, d->m.received, d->m.forwarded, d->m.absorbed, d->m.dropped);
@@ -671,6 +774,15 @@ static int write_summary_json(const struct demo *d)
 	                       json_object_new_boolean(d->refused_restricted));
 	json_object_object_add(refused, "dashboard_raw", json_object_new_boolean(d->refused_raw));
 	json_object_object_add(root, "refused", refused);
+	{
+		json_object *live = json_object_new_object();
+
+		json_object_object_add(live, "block_cut_off",
+		                       json_object_new_boolean(d->live_cut_off));
+		json_object_object_add(live, "audit_intact",
+		                       json_object_new_boolean(d->audit_intact));
+		json_object_object_add(root, "live", live);
+	}
 	json_object_object_add(root, "sent", json_object_new_int64(d->sent));
 	json_object_object_add(gw, "received", json_object_new_int64(d->m.received));
 	json_object_object_add(gw, "forwarded", json_object_new_int64(d->m.forwarded));
@@ -834,7 +946,7 @@ static int start(struct demo *d)
 {
 	struct cmq_env_overrides ov;
 	struct cmq_gwe_opts go;
-	char key[72], pki[CMQ_H_PATH_MAX + 16], *policy;
+	char key[72], pki[CMQ_H_PATH_MAX + 16], extra[3 * CMQ_H_PATH_MAX], *policy;
 	const char *pkidir;
 
 	heading("0. Starting a city on loopback");
@@ -852,7 +964,13 @@ static int start(struct demo *d)
 		return -1;
 	memset(&ov, 0, sizeof(ov));
 	ov.policy_text = policy;
-	if (cmq_env_init(&d->env, &ov) != 0 || cmq_env_start(&d->env, NULL) != 0) {
+	/* A fresh audit log per run; consent shared by the broker (control API) and gateway. */
+	out_path(d, "audit.log", d->audit_log, sizeof(d->audit_log));
+	out_path(d, "consent.json", d->consent, sizeof(d->consent));
+	unlink(d->audit_log);
+	snprintf(extra, sizeof(extra), "plugin_opt_audit_log %s\nplugin_opt_consent %s\n",
+	         d->audit_log, d->consent);
+	if (cmq_env_init(&d->env, &ov) != 0 || cmq_env_start(&d->env, extra) != 0) {
 		free(policy);
 		return -1;
 	}
@@ -869,6 +987,7 @@ static int start(struct demo *d)
 
 	memset(&go, 0, sizeof(go));
 	go.consent_text = demo_consent;
+	go.consent_path = d->consent;
 	if (random_key(key, sizeof(key)) != 0) {
 		fprintf(stderr, PROG ": cannot read /dev/urandom\n");
 		return -1;
@@ -1012,8 +1131,11 @@ int main(int argc, char **argv)
 		return 2;
 	snprintf(d.sim, sizeof(d.sim), "%s/civicmq-sim", d.build);
 	snprintf(d.dash, sizeof(d.dash), "%s/civicmq-dash", d.build);
-	if (access(d.sim, X_OK) != 0 || access(d.dash, X_OK) != 0) {
-		fprintf(stderr, PROG ": %s or %s is missing (run make)\n", d.sim, d.dash);
+	snprintf(d.admin_exe, sizeof(d.admin_exe), "%s/civicmq-admin", d.build);
+	if (access(d.sim, X_OK) != 0 || access(d.dash, X_OK) != 0 ||
+	    access(d.admin_exe, X_OK) != 0) {
+		fprintf(stderr, PROG ": %s, %s or %s is missing (run make)\n", d.sim, d.dash,
+		        d.admin_exe);
 		return 2;
 	}
 	setenv("CMQ_SRC", d.src, 1);
@@ -1049,6 +1171,7 @@ int main(int argc, char **argv)
 	scan_reader(&d, &d.lez, set);
 	before_after(&d);
 	show_register(&d);
+	administer(&d);
 	if (d.leaks > 0)
 		fail(&d, "%zu dashboard messages carried personal data", d.leaks);
 	if (d.dashboard.energy != 10)

@@ -380,7 +380,7 @@ static int run(const struct opts *o)
 		          LOOP_SLICE_MS);
 	if (d.conn.disconnected && !stop_requested) {
 		fprintf(stderr, PROG ": connection lost after %lu messages: %s\n", d.received,
-		        mosquitto_strerror(d.conn.disconnect_rc));
+		        tool_disconnect_text(d.conn.disconnect_rc));
 		goto out;
 	}
 	if (!stop_requested && o->count != 0 && d.received < (unsigned long)o->count) {

@@ -306,7 +306,7 @@ static int run(const struct opts *o, enum cmq_sim_kind kind)
 	summary(&s);
 	if (s.conn.disconnected) {
 		fprintf(stderr, PROG ": %s lost its connection: %s\n", o->device,
-		        mosquitto_strerror(s.conn.disconnect_rc));
+		        tool_disconnect_text(s.conn.disconnect_rc));
 		goto out;
 	}
 	status = (s.refused == 0 && s.sent == s.published) ? 0 : 1;

@@ -74,6 +74,15 @@ int tool_read_password(const char *prog, const char *path, char *buf, size_t n)
 	return 0;
 }
 
+const char *tool_disconnect_text(int rc)
+{
+	if (rc >= 0x80 && rc <= 0xff)
+		return mosquitto_reason_string(rc);
+	if (rc == MOSQ_ERR_CONN_LOST || rc == MOSQ_ERR_UNKNOWN)
+		return "the broker closed the connection";
+	return mosquitto_strerror(rc);
+}
+
 long long tool_now_ms(void)
 {
 	struct timespec ts;

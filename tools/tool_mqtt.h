@@ -37,6 +37,11 @@ void tool_conn_callbacks(struct mosquitto *mosq);
  */
 int tool_read_password(const char *prog, const char *path, char *buf, size_t n);
 
+/* Why a connection ended, from on_disconnect's rc: an MQTT v5 reason the broker sent
+ * (0x80 and up), else a libmosquitto error; "closed by the broker" when libmosquitto only
+ * saw the socket close. */
+const char *tool_disconnect_text(int rc);
+
 /* Monotonic milliseconds. */
 long long tool_now_ms(void);
 

@@ -134,6 +134,11 @@ static void TEST_demo_refusals(void)
 	CU_ASSERT_TRUE(cmq_h_file_contains(log, 0, "CERT_ISSUER_UNKNOWN"));
 	CU_ASSERT_TRUE(cmq_h_file_contains(log, 0, "TIER_RESTRICTED"));
 	CU_ASSERT_TRUE(cmq_h_file_contains(log, 0, "RAW_READ_FORBIDDEN"));
+	/* Act 5: a vendor blocked on the running system loses its connected device. */
+	CU_ASSERT_TRUE(yes("live.block_cut_off"));
+	CU_ASSERT_TRUE(yes("live.audit_intact"));
+	CU_ASSERT_TRUE(cmq_h_file_contains(log, 0, "disconnecting \"nimbus-air-001\""));
+	CU_ASSERT_TRUE(cmq_h_file_contains(log, 0, "hash chain intact"));
 }
 
 static void TEST_demo_every_message_accounted(void)
@@ -273,7 +278,7 @@ static void TEST_demo_left_no_process_running(void)
 
 	CU_ASSERT_PTR_NOT_NULL_FATAL(pids);
 	n = json_object_array_length(pids);
-	CU_ASSERT_TRUE(n >= 15); /* broker, gateway, 2 readers, 4 refusals, 9 sensors */
+	CU_ASSERT_TRUE(n >= 18); /* broker, gateway, 2 readers, 4 refusals, 9 sensors, act 5 */
 	for (size_t i = 0; i < n; i++) {
 		pid_t pid = (pid_t)json_object_get_int(json_object_array_get_idx(pids, i));
 
