@@ -22,26 +22,14 @@ for v in "$3" "$TOP"; do
 done
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/cmq-cg-diff-XXXXXX")
+HERE=$(cd "$(dirname "$0")" && pwd)
 trap 'rm -rf "$TMP"' EXIT
 trap 'exit 1' INT TERM
 
 # "<cost> (<pct>)  <file>:<function> [<object>]" -> "<function>\t<object basename>\t<cost>"
 table() {
-	callgrind_annotate --auto=no --threshold=100 "$1" | awk '
-		/file:function/ { on = 1; next }
-		!on || !/^ *[0-9,]+ / { next }
-		{
-			cost = $1; gsub(",", "", cost)
-			rest = $0; sub(/^ *[0-9,]+ +\( *[0-9.]+%\) +/, "", rest)
-			obj = "?"
-			if (match(rest, / \[[^]]*\]$/)) {
-				obj = substr(rest, RSTART + 2, RLENGTH - 3)
-				rest = substr(rest, 1, RSTART - 1)
-				sub(/.*\//, "", obj)
-			}
-			fn = rest; sub(/^.*:/, "", fn)
-			printf "%s\t%s\t%s\n", fn, obj, cost
-		}'
+	callgrind_annotate --auto=no --threshold=100 "$1" |
+		awk -f "$HERE/cg-table.awk" | awk -F '\t' -v OFS='\t' '{ print $2, $3, $1 }'
 }
 
 table "$1" >"$TMP/a"

@@ -306,21 +306,7 @@ incl() {
 		awk -v n="$CG_GW_MSGS" '{ gsub(",", "", $1); printf "%.0f", $1 / n } END { if (NR == 0) printf "0" }'
 }
 # "<cost>\t<function>\t<object>" for every function, exclusive.
-awk '
-	/file:function/ { on = 1; next }
-	!on || !/^ *[0-9,]+ / { next }
-	{
-		cost = $1; gsub(",", "", cost)
-		rest = $0; sub(/^ *[0-9,]+ +\( *[0-9.]+%\) +/, "", rest)
-		obj = "?"
-		if (match(rest, / \[[^]]*\]$/)) {
-			obj = substr(rest, RSTART + 2, RLENGTH - 3)
-			rest = substr(rest, 1, RSTART - 1)
-			sub(/.*\//, "", obj)
-		}
-		fn = rest; sub(/^.*:/, "", fn)
-		printf "%s\t%s\t%s\n", cost, fn, obj
-	}' "$TMP/cg.gw.excl" >"$TMP/cg.gw.tab"
+awk -f "$SRC/bench/cg-table.awk" "$TMP/cg.gw.excl" >"$TMP/cg.gw.tab"
 tab=$(printf '\t')
 {
 	cat "$TMP/gw-cg.md"

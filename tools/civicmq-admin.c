@@ -41,7 +41,6 @@
 #define MAX_ARGS      8
 #define PASSWORD_MAX  512
 #define LOOP_SLICE_MS 100
-#define KEEPALIVE_S   30
 #define PATH_MAX_LEN  1024
 
 enum exit_code {
@@ -539,35 +538,24 @@ static int run_online(const struct opts *o, json_object *req, json_object **answ
 	if (o->client_id == NULL)
 		snprintf(id, sizeof(id), "%s-admin-%ld", o->username ? o->username : "admin",
 		         (long)getpid());
-	mosq = mosquitto_new(id, true, &s);
+	mosq = tool_client_new(
+	    PROG,
+	    &(struct tool_client_opts){.client_id = id,
+	                               .username = o->username,
+	                               .password = o->password_file ? password : NULL,
+	                               .cafile = o->cafile,
+	                               .cert = o->cert,
+	                               .key = o->key},
+	    &s);
 	if (mosq == NULL) {
-		fprintf(stderr, PROG ": cannot create a client: %s\n", strerror(errno));
+		status = EXIT_USAGE;
 		goto out;
 	}
-	mosquitto_int_option(mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
-	tool_conn_callbacks(mosq);
 	mosquitto_message_v5_callback_set(mosq, on_message);
 	mosquitto_publish_v5_callback_set(mosq, on_publish);
-	if (o->username != NULL &&
-	    mosquitto_username_pw_set(mosq, o->username, o->password_file ? password : NULL)) {
-		fprintf(stderr, PROG ": --username \"%s\" is not acceptable\n", o->username);
-		status = EXIT_USAGE;
-		goto out;
-	}
-	if ((rc = mosquitto_tls_set(mosq, o->cafile, NULL, o->cert, o->key, NULL)) !=
-	    MOSQ_ERR_SUCCESS) {
-		fprintf(stderr, PROG ": TLS setup failed (--cafile \"%s\"): %s\n", o->cafile,
-		        mosquitto_strerror(rc));
-		status = EXIT_USAGE;
-		goto out;
-	}
 	deadline = tool_now_ms() + (o->timeout > 0 ? o->timeout : 10) * 1000;
-	rc = mosquitto_connect_bind_v5(mosq, host, (int)o->port, KEEPALIVE_S, NULL, NULL);
-	if (rc != MOSQ_ERR_SUCCESS) {
-		fprintf(stderr, PROG ": cannot connect to %s:%ld: %s\n", host, o->port,
-		        rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+	if (tool_client_connect(PROG, mosq, id, host, o->port) != 0)
 		goto out;
-	}
 	if (tool_await_connack(PROG, mosq, &s.conn, &never, id, host, o->port,
 	                       (int)(deadline - tool_now_ms()), LOOP_SLICE_MS, NULL) != 0) {
 		status = s.conn.connack > 0 ? EXIT_DENIED : EXIT_UNREACHABLE;

@@ -38,7 +38,6 @@
 #define CONNECT_MS    10000
 #define SUBACK_MS     5000
 #define LOOP_SLICE_MS 100
-#define KEEPALIVE_S   30
 #define MAX_TOPICS    16
 #define PASSWORD_MAX  1024
 #define JSON_DEPTH    32
@@ -325,7 +324,7 @@ static int run(const struct opts *o)
 	char password[PASSWORD_MAX], id[256];
 	const char *client_id = o->client_id, *who;
 	long long deadline;
-	int rc, status = 1;
+	int status = 1;
 
 	memset(&d, 0, sizeof(d));
 	d.o = o;
@@ -339,36 +338,23 @@ static int run(const struct opts *o)
 		client_id = id;
 	}
 	who = client_id != NULL ? client_id : "(broker-assigned id)";
-	mosq = mosquitto_new(client_id, true, &d);
-	if (mosq == NULL) {
-		fprintf(stderr, PROG ": cannot create a client: %s\n", strerror(errno));
+	mosq = tool_client_new(
+	    PROG,
+	    &(struct tool_client_opts){.client_id = client_id,
+	                               .username = o->username,
+	                               .password = o->password_file ? password : NULL,
+	                               .cafile = o->cafile,
+	                               .cert = o->cert,
+	                               .key = o->key},
+	    &d);
+	if (mosq == NULL)
 		goto out;
-	}
-	mosquitto_int_option(mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
-	tool_conn_callbacks(mosq);
 	mosquitto_subscribe_v5_callback_set(mosq, on_subscribe);
 	mosquitto_message_v5_callback_set(mosq, on_message);
-	if (o->username != NULL &&
-	    (rc = mosquitto_username_pw_set(
-	         mosq, o->username, o->password_file ? password : NULL)) != MOSQ_ERR_SUCCESS) {
-		fprintf(stderr, PROG ": --username \"%s\": %s\n", o->username,
-		        mosquitto_strerror(rc));
-		goto out;
-	}
-	if (o->cafile != NULL && (rc = mosquitto_tls_set(mosq, o->cafile, NULL, o->cert, o->key,
-	                                                 NULL)) != MOSQ_ERR_SUCCESS) {
-		fprintf(stderr, PROG ": TLS setup failed (--cafile \"%s\"%s%s): %s\n", o->cafile,
-		        o->cert ? ", --cert " : "", o->cert ? o->cert : "", mosquitto_strerror(rc));
-		goto out;
-	}
 	/* Started before connecting: --timeout bounds the whole run. */
 	deadline = o->timeout > 0 ? tool_now_ms() + o->timeout * 1000 : 0;
-	rc = mosquitto_connect_bind_v5(mosq, o->host, (int)o->port, KEEPALIVE_S, NULL, NULL);
-	if (rc != MOSQ_ERR_SUCCESS) {
-		fprintf(stderr, PROG ": cannot connect to %s:%ld: %s\n", o->host, o->port,
-		        rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+	if (tool_client_connect(PROG, mosq, who, o->host, o->port) != 0)
 		goto out;
-	}
 	if (tool_await_connack(PROG, mosq, &d.conn, &stop_requested, who, o->host, o->port,
 	                       CONNECT_MS, LOOP_SLICE_MS, NULL) != 0 ||
 	    subscribe_all(mosq, &d) != 0)

@@ -35,7 +35,6 @@
 #define CONNECT_MS    10000 /* TCP + TLS + CONNACK */
 #define ACK_DRAIN_MS  5000  /* waiting for the last PUBACKs */
 #define LOOP_SLICE_MS 100   /* longest single mosquitto_loop() wait */
-#define KEEPALIVE_S   30
 #define PAYLOAD_MAX   4096
 #define TOPIC_MAX     256
 
@@ -258,7 +257,7 @@ static int run(const struct opts *o, enum cmq_sim_kind kind)
 	struct cmq_sim_gen gen;
 	struct mosquitto *mosq = NULL;
 	char topic[TOPIC_MAX];
-	int rc, status = 1;
+	int status = 1;
 
 	memset(&s, 0, sizeof(s));
 	s.o = o;
@@ -268,31 +267,16 @@ static int run(const struct opts *o, enum cmq_sim_kind kind)
 	cmq_sim_gen_init(&gen, kind, o->device, o->district, o->resident, o->canaries != 0,
 	                 (uint64_t)o->seed);
 
-	mosq = mosquitto_new(o->device, true, &s);
-	if (mosq == NULL) {
-		fprintf(stderr, PROG ": cannot create a client: %s\n", strerror(errno));
+	mosq = tool_client_new(
+	    PROG,
+	    &(struct tool_client_opts){
+	        .client_id = o->device, .cafile = o->cafile, .cert = o->cert, .key = o->key},
+	    &s);
+	if (mosq == NULL)
 		return 1;
-	}
-	mosquitto_int_option(mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
-	tool_conn_callbacks(mosq);
 	mosquitto_publish_v5_callback_set(mosq, on_publish);
-	if (o->cafile != NULL) {
-		rc = mosquitto_tls_set(mosq, o->cafile, NULL, o->cert, o->key, NULL);
-		if (rc != MOSQ_ERR_SUCCESS) {
-			fprintf(stderr,
-			        PROG ": TLS setup failed (--cafile \"%s\", --cert \"%s\", --key "
-			             "\"%s\"): %s\n",
-			        o->cafile, o->cert ? o->cert : "", o->key ? o->key : "",
-			        mosquitto_strerror(rc));
-			goto out;
-		}
-	}
-	rc = mosquitto_connect_bind_v5(mosq, o->host, (int)o->port, KEEPALIVE_S, NULL, NULL);
-	if (rc != MOSQ_ERR_SUCCESS) {
-		fprintf(stderr, PROG ": cannot connect %s to %s:%ld: %s\n", o->device, o->host,
-		        o->port, rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+	if (tool_client_connect(PROG, mosq, o->device, o->host, o->port) != 0)
 		goto out;
-	}
 	if (tool_await_connack(PROG, mosq, &s.conn, &stop_requested, o->device, o->host, o->port,
 	                       CONNECT_MS, LOOP_SLICE_MS,
 	                       "(certificate rejected during the TLS handshake?)") != 0)

@@ -74,6 +74,48 @@ int tool_read_password(const char *prog, const char *path, char *buf, size_t n)
 	return 0;
 }
 
+struct mosquitto *tool_client_new(const char *prog, const struct tool_client_opts *o, void *obj)
+{
+	struct mosquitto *mosq = mosquitto_new(o->client_id, true, obj);
+	int rc;
+
+	if (mosq == NULL) {
+		fprintf(stderr, "%s: cannot create a client: %s\n", prog, strerror(errno));
+		return NULL;
+	}
+	mosquitto_int_option(mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
+	tool_conn_callbacks(mosq);
+	if (o->username != NULL &&
+	    (rc = mosquitto_username_pw_set(mosq, o->username, o->password)) != MOSQ_ERR_SUCCESS) {
+		fprintf(stderr, "%s: --username \"%s\": %s\n", prog, o->username,
+		        mosquitto_strerror(rc));
+		mosquitto_destroy(mosq);
+		return NULL;
+	}
+	if (o->cafile != NULL && (rc = mosquitto_tls_set(mosq, o->cafile, NULL, o->cert, o->key,
+	                                                 NULL)) != MOSQ_ERR_SUCCESS) {
+		fprintf(stderr, "%s: TLS setup failed (--cafile \"%s\"%s%s%s%s%s%s): %s\n", prog,
+		        o->cafile, o->cert ? ", --cert \"" : "", o->cert ? o->cert : "",
+		        o->cert ? "\"" : "", o->key ? ", --key \"" : "", o->key ? o->key : "",
+		        o->key ? "\"" : "", mosquitto_strerror(rc));
+		mosquitto_destroy(mosq);
+		return NULL;
+	}
+	return mosq;
+}
+
+int tool_client_connect(const char *prog, struct mosquitto *mosq, const char *who, const char *host,
+                        long port)
+{
+	int rc = mosquitto_connect_bind_v5(mosq, host, (int)port, 30, NULL, NULL);
+
+	if (rc == MOSQ_ERR_SUCCESS)
+		return 0;
+	fprintf(stderr, "%s: cannot connect %s to %s:%ld: %s\n", prog, who, host, port,
+	        rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+	return -1;
+}
+
 const char *tool_disconnect_text(int rc)
 {
 	if (rc >= 0x80 && rc <= 0xff)

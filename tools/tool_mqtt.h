@@ -37,6 +37,27 @@ void tool_conn_callbacks(struct mosquitto *mosq);
  */
 int tool_read_password(const char *prog, const char *path, char *buf, size_t n);
 
+/* What a tool connects with. Strings borrowed; NULL where not used. */
+struct tool_client_opts {
+	const char *client_id; /* NULL: the broker assigns one */
+	const char *username;
+	const char *password;
+	const char *cafile; /* NULL: no TLS */
+	const char *cert;
+	const char *key;
+};
+
+/*
+ * A new MQTT v5 client whose user data is obj (a struct starting with a struct tool_conn),
+ * with tool_conn_callbacks() installed and the credentials and TLS files set. Returns it, or
+ * NULL after printing "<prog>: ..." with the option and file at fault.
+ */
+struct mosquitto *tool_client_new(const char *prog, const struct tool_client_opts *o, void *obj);
+/* Start connecting to host:port (keepalive 30 s). 0, or -1 after printing why ("who" names
+ * the client in the message). Then wait with tool_await_connack(). */
+int tool_client_connect(const char *prog, struct mosquitto *mosq, const char *who, const char *host,
+                        long port);
+
 /* Why a connection ended, from on_disconnect's rc: an MQTT v5 reason the broker sent
  * (0x80 and up), else a libmosquitto error; "closed by the broker" when libmosquitto only
  * saw the socket close. */
